@@ -1,0 +1,58 @@
+"""Loading model folders the same way in every stage: safetensors only, no remote code unless
+asked, left padding for generation, and the one image-size setting applied to the processor."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+from migrl.images import ImageSizing
+
+# The embedded base shipped with the package; the default model of every stage.
+TINY_BASE = Path(__file__).resolve().parent.parent / "assets" / "tiny-base"
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    if path in (None, "", "tiny-base"):
+        return TINY_BASE
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise FileNotFoundError(
+            f"{str(p)!r} is not a model folder (no config.json). migrl loads local folders only: "
+            "download a checkpoint with your own tools and pass its path."
+        )
+    return p
+
+
+def default_dtype() -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_processor(path: str | os.PathLike | None, sizing: ImageSizing | None = None, trust_remote_code: bool = False) -> Any:
+    processor = AutoProcessor.from_pretrained(
+        resolve_model_path(path), padding_side="left", trust_remote_code=trust_remote_code
+    )
+    if sizing is not None:
+        sizing.apply_to(processor)
+    return processor
+
+
+def load_model(
+    path: str | os.PathLike | None,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+) -> Qwen2_5_VLForConditionalGeneration:
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        resolve_model_path(path),
+        dtype=dtype or default_dtype(),
+        use_safetensors=True,  # never unpickle weights
+        trust_remote_code=trust_remote_code,
+    )
+    if device is not None:
+        model.to(device)
+    return model.eval()

@@ -1,0 +1,233 @@
+"""A tiny model of the real Qwen2.5-VL architecture, made locally (no hub here).
+
+``build_tiny_model(out_dir)`` writes an ordinary model folder -- config, safetensors weights,
+tokenizer with the Qwen special tokens, image processor, chat template -- that
+``Qwen2_5_VLForConditionalGeneration.from_pretrained`` and ``AutoProcessor.from_pretrained`` load like
+a hub checkpoint. The tokenizer is a byte-level BPE with Qwen2's pre-tokenisation (digits one by
+one), trained on the embedded world's text and wrapped in transformers' ``Qwen2Tokenizer``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2Tokenizer,
+)
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+from migrl.images import MERGE_SIZE, PATCH_SIZE, TINY_SIZING, ImageSizing
+
+# Qwen2's pre-tokenizer pattern: digits split one by one, as in the real model.
+QWEN2_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+# The Qwen2.5-VL special tokens, in the real model's order.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# Qwen2.5-VL's chat template, with the assistant turn wrapped in {% generation %} so TRL's
+# assistant-only loss can find it. Rendered text is identical to the released template.
+CHAT_TEMPLATE = (
+    "{%- set image_count = namespace(value=0) -%}"
+    "{%- macro render(content) -%}"
+    "{%- if content is string -%}{{ content }}{%- else -%}{%- for part in content -%}"
+    "{%- if part['type'] == 'image' or 'image' in part or 'image_url' in part -%}"
+    "{%- set image_count.value = image_count.value + 1 -%}"
+    "{%- if add_vision_id -%}{{ 'Picture ' ~ image_count.value ~ ': ' }}{%- endif -%}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif 'text' in part -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{{ '<|im_start|>' ~ message['role'] ~ '\\n' }}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{%- generation -%}{{ render(message['content']) ~ '<|im_end|>' }}{%- endgeneration -%}{{ '\\n' }}"
+    "{%- else -%}{{ render(message['content']) ~ '<|im_end|>\\n' }}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class TinyShape:
+    """Sizes of the tiny model. ``mrope_section`` must sum to head_dim / 2."""
+
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 4
+    mrope_section: tuple[int, int, int] = (4, 6, 6)
+    vision_hidden_size: int = 128
+    vision_intermediate_size: int = 384
+    vision_depth: int = 4
+    vision_heads: int = 4
+    vocab_size: int = 1024  # BPE target; the real vocabulary may come out a little smaller
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+SHAPES = {
+    "base": TinyShape(),
+    # For tests that need a random model in seconds.
+    "test": TinyShape(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        mrope_section=(2, 3, 3),
+        vision_hidden_size=32,
+        vision_intermediate_size=64,
+        vision_depth=2,
+        vision_heads=2,
+        vocab_size=600,
+    ),
+}
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
+    """Byte-level BPE with Qwen2's pre-tokenisation, wrapped as a transformers Qwen2Tokenizer."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    tok = Qwen2Tokenizer(
+        vocab=model["vocab"],
+        merges=merges,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",  # generation pads on the left; saved so every loader agrees
+    )
+    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    return tok
+
+
+def make_processor(tokenizer: Qwen2Tokenizer, sizing: ImageSizing = TINY_SIZING) -> Qwen2_5_VLProcessor:
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=sizing.min_pixels, max_pixels=sizing.max_pixels, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE
+    )
+    video_processor = Qwen2VLVideoProcessor(
+        min_pixels=sizing.min_pixels, max_pixels=sizing.max_pixels, patch_size=PATCH_SIZE, merge_size=MERGE_SIZE
+    )
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor, chat_template=CHAT_TEMPLATE
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return processor
+
+
+def make_config(tokenizer: Qwen2Tokenizer, shape: TinyShape) -> Qwen2_5_VLConfig:
+    ids = tokenizer.convert_tokens_to_ids
+    assert sum(shape.mrope_section) * 2 == shape.head_dim, "mrope_section must sum to head_dim / 2"
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(shape.mrope_section)},
+        bos_token_id=None,
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+        tie_word_embeddings=True,
+    )
+    vision = dict(
+        depth=shape.vision_depth,
+        hidden_size=shape.vision_hidden_size,
+        intermediate_size=shape.vision_intermediate_size,
+        num_heads=shape.vision_heads,
+        out_hidden_size=shape.hidden_size,
+        patch_size=PATCH_SIZE,
+        spatial_merge_size=MERGE_SIZE,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=list(range(1, shape.vision_depth, 2)),
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+
+
+def tokenizer_corpus(n_items: int = 300, seed: int = 12345) -> list[str]:
+    """Text the tiny model will read and write: world questions, chains of thought, skill prompts."""
+    from migrl.data import base_skills, world
+    from migrl.prompts import ANSWER_ONLY_SUFFIX, COT_SUFFIX
+
+    texts = [COT_SUFFIX, ANSWER_ONLY_SUFFIX, "You are a helpful assistant."]
+    for task in world.TASKS:
+        for i in range(n_items // len(world.TASKS) + 1):
+            item = world.generate(task, seed, "tokenizer", i)
+            texts += [item.question, world.gold_response(item)]
+    texts += [q + " " + a for q, a in base_skills.sample_texts(seed, n_items)]
+    return texts
+
+
+def build_tiny_model(
+    out_dir: str | Path, shape: TinyShape | str = "base", seed: int = 0, sizing: ImageSizing = TINY_SIZING
+) -> Path:
+    """Write a random-init tiny Qwen2.5-VL model folder (weights, tokenizer, processor, template)."""
+    shape = SHAPES[shape] if isinstance(shape, str) else shape
+    out = Path(out_dir)
+    tokenizer = train_tokenizer(tokenizer_corpus(), shape.vocab_size)
+    processor = make_processor(tokenizer, sizing)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(make_config(tokenizer, shape))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.generation_config.do_sample = False
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    (out / "migrl_tiny_shape.json").write_text(json.dumps(asdict(shape), indent=2) + "\n")
+    return out

@@ -1,0 +1,83 @@
+"""Rewards as plain functions with TRL's reward-function signature.
+
+``reward(completions, **columns) -> list[float]``: ``completions`` are strings or chat messages;
+dataset columns arrive as keyword lists aligned with them. The grounding rewards read ``target``:
+``{"image_index": k, "bbox": [x1, y1, x2, y2]}`` in the model's own coordinate space (for
+Qwen2.5-VL, pixels of the resized image k), converted once from the record's ground truth when
+the dataset is built (``target_in_model_space``). IoU is invariant under the per-axis scaling
+that separates these spaces, so comparing in the model's space is exact.
+
+The paper's reward is ``1.0 x IoU + 0.5 x format`` (Sec. 3.3): ``PAPER_REWARD_WEIGHTS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from migrl.boxes import Space, convert, iou, parse_answer
+from migrl.images import ImageSizing
+from migrl.records import Record
+
+RewardFunc = Callable[..., list[float]]
+
+PAPER_REWARD_WEIGHTS: dict[str, float] = {"iou": 1.0, "format": 0.5}
+ACCURACY_THRESHOLD = 0.5  # Acc@0.5, the benchmark's and the consistency filter's threshold
+
+
+def completion_text(completion: Any) -> str:
+    """A completion as text, whether TRL passes a string or a list of chat messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else ""
+        if isinstance(content, list):
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return content if isinstance(content, str) else ""
+    return ""
+
+
+def target_in_model_space(
+    record: Record, image_sizes: Sequence[tuple[int, int]], space: Space | str, sizing: ImageSizing
+) -> dict[str, Any]:
+    """The record's target box in the space the model answers in, for the image it lies on."""
+    gt = record.target
+    if gt is None:
+        raise ValueError(f"record {record.id}: no ground-truth box")
+    size = image_sizes[gt.image_index]
+    bbox = convert(gt.bbox, gt.space, space, size, sizing)
+    return {"image_index": gt.image_index, "bbox": list(bbox)}
+
+
+def answer_iou(text: str, target: dict[str, Any]) -> float:
+    """IoU of the answer's first box with the target; a box that names another image scores 0."""
+    box = parse_answer(text).first_box
+    if box is None or target is None:
+        return 0.0
+    if box.image_index is not None and box.image_index != target["image_index"]:
+        return 0.0
+    return iou(box.bbox, target["bbox"])
+
+
+def iou_reward(completions: list[Any], target: list[dict[str, Any]], **kwargs: Any) -> list[float]:
+    """Accuracy reward: IoU(prediction, ground truth) in [0, 1]."""
+    return [answer_iou(completion_text(c), t) for c, t in zip(completions, target)]
+
+
+def format_reward(completions: list[Any], **kwargs: Any) -> list[float]:
+    """1 when the text is <think>...</think><answer>...</answer> and the answer is a JSON box, else 0."""
+    return [1.0 if parse_answer(completion_text(c)).format_ok else 0.0 for c in completions]
+
+
+def paper_reward(completions: list[Any], target: list[dict[str, Any]], **kwargs: Any) -> list[float]:
+    """The paper's total reward, 1.0 x IoU + 0.5 x format, in [0, 1.5]."""
+    ious = iou_reward(completions, target)
+    fmts = format_reward(completions)
+    w = PAPER_REWARD_WEIGHTS
+    return [w["iou"] * i + w["format"] * f for i, f in zip(ious, fmts)]
+
+
+def is_correct(text: str, target: dict[str, Any]) -> bool:
+    return answer_iou(text, target) >= ACCURACY_THRESHOLD
+
+
+REWARD_FUNCS: dict[str, RewardFunc] = {"iou": iou_reward, "format": format_reward, "paper": paper_reward}

@@ -1,0 +1,45 @@
+"""Shared fixtures: the shipped tiny base is the model of every test; slow tests run last."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+MIG_DATA = Path(os.environ.get("MIGRL_MIG_DATA", REPO.parent / "shared" / "data" / "mig-bench" / "MIG_data.json"))
+
+
+def pytest_collection_modifyitems(config, items):
+    # Fast tests first, slow end-to-end ones after (stable within each group).
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
+@pytest.fixture(scope="session")
+def tiny_base():
+    from migrl.models.loading import TINY_BASE
+
+    assert (TINY_BASE / "model.safetensors").exists(), "the shipped tiny base is missing"
+    return TINY_BASE
+
+
+@pytest.fixture(scope="session")
+def base_model(tiny_base):
+    import torch
+
+    from migrl.models.loading import load_model, load_processor
+
+    return load_model(tiny_base, dtype=torch.float32), load_processor(tiny_base)
+
+
+@pytest.fixture(scope="session")
+def world_test(tmp_path_factory):
+    """A small test split of the world: 3 items per task."""
+    from migrl.data.world import write_split
+
+    out = tmp_path_factory.mktemp("world")
+    return write_split(out, "test", 3, seed=7)

@@ -1,0 +1,76 @@
+import json
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from migrl.data import world
+from migrl.data.world import ID_TASKS, OOD_TASKS, TASKS, generate, gold_response
+from migrl.images import TINY_SIZING
+from migrl.records import load_records
+from migrl.scoring.grounding import score_records
+
+
+def test_ten_tasks_split_into_in_and_out_of_domain():
+    assert len(TASKS) == 10 and set(ID_TASKS).isdisjoint(OOD_TASKS)
+    assert set(ID_TASKS) == {"diff", "common_object", "region", "refer_grounding"}  # MIG-Bench's in-domain
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_items_are_deterministic_and_consistent(task):
+    for i in range(5):
+        a, b = generate(task, 3, "train", i), generate(task, 3, "train", i)
+        assert a.question == b.question and a.target_box == b.target_box and a.cot == b.cot
+        assert [im.tobytes() for im in a.images] == [im.tobytes() for im in b.images]
+        w, h = a.images[a.target_image].size
+        x1, y1, x2, y2 = a.target_box
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+        assert a.cot[-1].startswith("Locate the ") and f"image {a.target_image + 1}." in a.cot[-1]
+        for objects in a.objects:  # names are unique within an image
+            assert len({o["name"] for o in objects}) == len(objects)
+
+
+def test_splits_differ():
+    assert generate("diff", 0, "train", 0).question == generate("diff", 0, "test", 0).question
+    assert generate("diff", 0, "train", 0).target_box != generate("diff", 0, "test", 0).target_box
+
+
+def test_target_object_pixels_have_its_colour():
+    from migrl.data.scenes import COLOURS
+
+    for task in ("common_object", "refer_grounding", "group_grounding"):
+        item = generate(task, 0, "test", 1)
+        name = item.cot[-1][len("Locate the ") :].split(" in image")[0]
+        colour = COLOURS[name.split(" ")[0]]
+        x1, y1, x2, y2 = item.target_box
+        centre = item.images[item.target_image].getpixel(((x1 + x2) // 2, (y1 + y2) // 2))
+        assert max(abs(a - b) for a, b in zip(centre, colour)) < 20
+
+
+def test_written_split_and_gold_answers_score_100(world_test):
+    report = load_records(world_test)
+    assert not report.errors
+    records = report.records
+    assert Counter(r.task for r in records) == {t: 3 for t in TASKS}
+    root = world_test.parent
+    sizes = {Image.open(root / p).size for r in records for p in r.images}
+    assert len(sizes) > 3  # images of many sizes
+    # Gold answers are written in the resized space of the target image; scoring converts back.
+    preds = {}
+    for r in records:
+        task, _, index = r.id.split("-")
+        preds[r.id] = gold_response(generate(task, 7, "test", int(index)))
+    scores = score_records(records, preds, root, "qwen25", TINY_SIZING)
+    assert scores["avg"] == 100.0 and scores["id_avg"] == 100.0 and scores["ood_avg"] == 100.0
+    # A box read as Qwen2 [0, 1000) (divided by 1000) is wrong almost always.
+    assert score_records(records, preds, root, "qwen2", TINY_SIZING)["avg"] < 20
+
+
+def test_rewriting_a_split_is_identical(tmp_path):
+    a = world.write_split(tmp_path / "a", "test", 2, seed=1)
+    b = world.write_split(tmp_path / "b", "test", 2, seed=1)
+    assert a.read_text() == b.read_text()
+    rows = [json.loads(line) for line in a.read_text().splitlines()]
+    for row in rows:
+        for p in row["images"]:
+            assert (tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes()
