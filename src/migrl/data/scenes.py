@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+# Mid-range values: the light across the picture (SHADE) shifts them by up to +-40 without clipping.
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 225),
-    "yellow": (235, 205, 30),
-    "purple": (150, 60, 190),
-    "cyan": (40, 205, 215),
+    "red": (200, 45, 45),
+    "green": (45, 165, 60),
+    "blue": (45, 75, 205),
+    "yellow": (205, 190, 45),
+    "purple": (140, 55, 175),
+    "cyan": (45, 190, 195),
 }
 SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 NAMES = [f"{c} {s}" for c in COLOURS for s in SHAPES]
@@ -116,6 +117,13 @@ def random_scene(
     raise RuntimeError(f"cannot place {names} in an image")
 
 
+RAMP = 24.0  # strength of the positional ramp, in grey levels across the picture
+# Light falls across every picture, objects included: red grows to the right, blue downwards. It is
+# the cue a tiny vision tower needs to know *where* a patch is: Qwen2.5-VL's ViT and LM only have
+# rotary (relative) positions, which shape attention but never reach the values a box is read from.
+SHADE = 80.0
+
+
 def _background(width: int, height: int, seed: int) -> np.ndarray:
     """A grey field with a faint positional ramp (a cue for where things are) and mild noise."""
     rs = np.random.default_rng(seed)
@@ -123,9 +131,9 @@ def _background(width: int, height: int, seed: int) -> np.ndarray:
     xs = np.linspace(0, 1, width)[None, :]
     ys = np.linspace(0, 1, height)[:, None]
     img = np.empty((height, width, 3), dtype=np.float32)
-    img[..., 0] = base + 24 * xs
+    img[..., 0] = base + RAMP * xs
     img[..., 1] = base + 0 * xs + 0 * ys
-    img[..., 2] = base + 24 * ys
+    img[..., 2] = base + RAMP * ys
     img += rs.normal(0, 4, size=img.shape)
     return img
 
@@ -165,6 +173,11 @@ def render(scene: Scene, brightness: int = 0, noise: float = 0.0, marked: tuple[
     if marked is not None:
         x1, y1, x2, y2 = marked
         draw.rectangle((x1 - 2, y1 - 2, x2 + 1, y2 + 1), outline=(255, 0, 0), width=1)
+    if SHADE:
+        out = np.asarray(img, dtype=np.float32)
+        out[..., 0] += SHADE * (np.linspace(0, 1, scene.width)[None, :] - 0.5)
+        out[..., 2] += SHADE * (np.linspace(0, 1, scene.height)[:, None] - 0.5)
+        img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
     if brightness or noise:
         out = np.asarray(img, dtype=np.float32) + brightness
         out += np.random.default_rng(scene.background + 1).normal(0, noise, size=out.shape)

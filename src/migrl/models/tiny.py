@@ -90,6 +90,7 @@ class TinyShape:
     vision_depth: int = 4
     vision_heads: int = 4
     vocab_size: int = 1024  # BPE target; the real vocabulary may come out a little smaller
+    rope_theta: float = 10000.0
 
     @property
     def head_dim(self) -> int:
@@ -171,7 +172,7 @@ def make_config(tokenizer: Qwen2Tokenizer, shape: TinyShape) -> Qwen2_5_VLConfig
         num_attention_heads=shape.num_attention_heads,
         num_key_value_heads=shape.num_key_value_heads,
         max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(shape.mrope_section)},
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta, "mrope_section": list(shape.mrope_section)},
         bos_token_id=None,
         eos_token_id=ids("<|im_end|>"),
         pad_token_id=ids("<|endoftext|>"),

@@ -22,9 +22,10 @@ import torch
 from tqdm import tqdm
 
 from migrl.boxes import Space, convert, iou, parse_answer
-from migrl.data.base_skills import SKILLS, Example, make_example
+from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
 from migrl.engines.hf import HFEngine, Request, SamplingParams
-from migrl.images import TINY_SIZING, ImageSizing
+from migrl.data import scenes as sc
+from migrl.images import MERGE_SIZE, TINY_SIZING, ImageSizing
 from migrl.models.tiny import build_tiny_model
 from migrl.models.loading import load_model, load_processor
 from migrl.prompts import assistant_message
@@ -35,18 +36,22 @@ IGNORE = -100
 @dataclass
 class PretrainConfig:
     out: str = "runs/tiny-base"
-    steps: int = 3600
+    steps: int = 2200
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
     seed: int = 0
     shape: str = "base"
-    eval_every: int = 600
-    eval_items: int = 64
+    eval_every: int = 300
+    eval_items: int = 32
     max_minutes: float = 0.0  # stop early when > 0 and time is up (the schedule still assumes `steps`)
     save_dtype: str = "float16"
     bf16: bool = True  # autocast matmuls to bfloat16 where the CPU/GPU supports it (master weights stay fp32)
+    vision_lr_mult: float = 1.0  # the random-init vision tower's learning rate relative to the LM's
+    save_every: int = 100  # steps between resumable checkpoints
+    vision_steps: int = 400  # first steps train only the vision tower, through the dense probe
+    probe_weight: float = 0.5  # the probe's loss keeps training the vision tower beside the LM
 
 
 def conversation(ex: Example, upto: int | None = None) -> list[dict[str, Any]]:
@@ -71,31 +76,103 @@ def collate(processor: Any, examples: list[Example]) -> dict[str, torch.Tensor]:
     )
     mask = batch.pop("assistant_masks").bool()
     batch["labels"] = batch["input_ids"].masked_fill(~mask, IGNORE)
-    return dict(batch)
+    batch = dict(batch)
+    batch["probe"] = probe_targets([s for e in examples for s in e.scenes], batch["image_grid_thw"])
+    return batch
 
 
 class _Batches(torch.utils.data.IterableDataset):
-    """Fresh examples, collated in a worker process so the main process only trains."""
+    """Fresh examples, collated in a worker process so the main process only trains.
 
-    def __init__(self, processor: Any, batch_size: int, seed: int):
-        self.processor, self.batch_size, self.seed = processor, batch_size, seed
+    Batches come in pools of 4 drawn together and grouped by length (a third of each batch was
+    padding otherwise); pool i has its own seed, so a resumed run sees exactly the batches it would
+    have seen.
+    """
+
+    POOL = 4
+
+    def __init__(self, processor: Any, batch_size: int, seed: int, steps: int, start: int = 0, vision_steps: int = 0):
+        self.processor, self.batch_size, self.seed, self.steps, self.start = processor, batch_size, seed, steps, start
+        self.vision_steps = vision_steps
 
     def __iter__(self):
-        # Draw 4 batches at once and group similar lengths: a third of each batch was padding.
-        rng = random.Random(self.seed)
+        pool_index, skip = divmod(self.start, self.POOL)
         while True:
-            pool = [make_example(rng) for _ in range(4 * self.batch_size)]
+            rng = random.Random(f"{self.seed}/{pool_index}")
+            step = pool_index * self.POOL
+            # The vision-only steps see the richest pictures; the language curriculum starts after them.
+            stage = STAGES[-1] if step < self.vision_steps else stage_at((step - self.vision_steps) / (self.steps - self.vision_steps))
+            pool = [make_example(rng, stage=stage) for _ in range(self.POOL * self.batch_size)]
             pool.sort(key=lambda e: (len(e.images), sum(len(t.question) + len(t.answer) for t in e.turns)))
             chunks = [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
             rng.shuffle(chunks)
-            for chunk in chunks:
+            for chunk in chunks[skip:]:
                 yield collate(self.processor, chunk)
+            pool_index, skip = pool_index + 1, 0
 
 
 def bf16_autocast_available(device: str = "cpu") -> bool:
     if device == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+class VisionProbe(torch.nn.Module):
+    """Dense supervision for the random-init vision tower (discarded after pretraining).
+
+    Real VLMs start from a pretrained vision encoder; the tiny one starts blank, and learning shapes
+    and positions only through the language model's answers was measured to stall (a constant box,
+    every shape a "diamond", after 900 steps). So every merged image token is also asked, through
+    linear heads, what covers its centre (colour, shape), that object's box and its own position.
+    """
+
+    N_COLOURS, N_SHAPES = len(sc.COLOURS) + 1, len(sc.SHAPES) + 1  # + background
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.head = torch.nn.Linear(hidden, self.N_COLOURS + self.N_SHAPES + 4 + 2)
+
+    def loss(self, features: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.head(features.float())
+        c, s = self.N_COLOURS, self.N_COLOURS + self.N_SHAPES
+        colour, shape, box, pos = out[:, :c], out[:, c:s], out[:, s : s + 4].sigmoid(), out[:, s + 4 :].sigmoid()
+        on_object = targets["colour"] < self.N_COLOURS - 1
+        loss = torch.nn.functional.cross_entropy(colour, targets["colour"])
+        loss = loss + torch.nn.functional.cross_entropy(shape, targets["shape"])
+        loss = loss + 5 * (pos - targets["pos"]).abs().mean()
+        if on_object.any():
+            loss = loss + 5 * (box[on_object] - targets["box"][on_object]).abs().mean()
+        return loss
+
+
+def probe_targets(scenes: list[sc.Scene], grids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per merged token, in the vision tower's output order (row-major per image, images in order)."""
+    colours, shapes, boxes, positions = [], [], [], []
+    colour_ids = {c: i for i, c in enumerate(sc.COLOURS)}
+    shape_ids = {s: i for i, s in enumerate(sc.SHAPES)}
+    for scene, (_, gh, gw) in zip(scenes, grids.tolist()):
+        rows, cols = gh // MERGE_SIZE, gw // MERGE_SIZE
+        for r in range(rows):
+            for c in range(cols):
+                fx, fy = (c + 0.5) / cols, (r + 0.5) / rows
+                x, y = fx * scene.width, fy * scene.height
+                hit = next((o for o in scene.objects if o.box[0] <= x < o.box[2] and o.box[1] <= y < o.box[3]), None)
+                positions.append((fx, fy))
+                if hit is None:
+                    colours.append(len(sc.COLOURS))
+                    shapes.append(len(sc.SHAPES))
+                    boxes.append((0.0, 0.0, 0.0, 0.0))
+                else:
+                    colours.append(colour_ids[hit.colour])
+                    shapes.append(shape_ids[hit.shape])
+                    x1, y1, x2, y2 = hit.box
+                    boxes.append((x1 / scene.width, y1 / scene.height, x2 / scene.width, y2 / scene.height))
+    return {
+        "colour": torch.tensor(colours),
+        "shape": torch.tensor(shapes),
+        "box": torch.tensor(boxes, dtype=torch.float32),
+        "pos": torch.tensor(positions, dtype=torch.float32),
+    }
 
 
 def _lr_factor(step: int, cfg: PretrainConfig) -> float:
@@ -135,46 +212,91 @@ def _turn_correct(ex: Example, text: str, sizing: ImageSizing) -> bool:
     return iou(convert(box.bbox, Space.QWEN25, Space.PIXELS, size, sizing), turn.box) >= 0.5
 
 
+def _optimizer(model: Any, probe: VisionProbe, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": list(probe.parameters()), "weight_decay": 0.0, "lr_mult": 1.0}]
+    for vision in (True, False):
+        params = [(n, p) for n, p in model.named_parameters() if n.startswith("model.visual.") == vision]
+        for decay in (True, False):
+            chosen = [p for n, p in params if (p.ndim >= 2) == decay]
+            mult = cfg.vision_lr_mult if vision else 1.0
+            groups.append({"params": chosen, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_mult": mult})
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _save_checkpoint(path: Path, model: Any, probe: VisionProbe, optim: torch.optim.Optimizer, step: int, log: list) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    state = {"model": model.state_dict(), "probe": probe.state_dict(), "optim": optim.state_dict(), "step": step, "log": log}
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _lm_and_probe_loss(model: Any, probe: VisionProbe, batch: dict[str, Any], vision_only: bool, probe_weight: float) -> torch.Tensor:
+    targets = batch.pop("probe")
+    if vision_only:
+        features = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
+        return probe.loss(features, targets)
+    captured: list[torch.Tensor] = []
+    hook = model.model.visual.register_forward_hook(lambda mod, inp, out: captured.append(out.pooler_output))
+    try:
+        loss = model(**batch).loss
+    finally:
+        hook.remove()
+    return loss + probe_weight * probe.loss(captured[0], targets) if probe_weight else loss
+
+
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Train the tiny base; resumes from ``<out>/checkpoint.pt`` when a previous run was cut short."""
     out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
-    build_tiny_model(out, cfg.shape, seed=cfg.seed)
+    if not (out / "config.json").exists():
+        build_tiny_model(out, cfg.shape, seed=cfg.seed)
     processor = load_processor(out)
     model = load_model(out, dtype=torch.float32).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optim = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
+    probe = VisionProbe(model.config.vision_config.out_hidden_size)
+    optim = _optimizer(model, probe, cfg)
+    first, log = 0, []
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=True)  # tensors and plain data only, no pickled code
+        model.load_state_dict(state["model"])
+        probe.load_state_dict(state["probe"])
+        optim.load_state_dict(state["optim"])
+        first, log = state["step"], state["log"]
+        tqdm.write(f"resuming from step {first}")
     batches = iter(
-        torch.utils.data.DataLoader(_Batches(processor, cfg.batch_size, cfg.seed), batch_size=None, num_workers=1, prefetch_factor=4)
+        torch.utils.data.DataLoader(
+            _Batches(processor, cfg.batch_size, cfg.seed, cfg.steps, first, cfg.vision_steps),
+            batch_size=None, num_workers=1, prefetch_factor=4,
+        )
     )
     use_bf16 = cfg.bf16 and bf16_autocast_available()
-    log: list[dict[str, Any]] = []
     start = time.time()
-    bar = tqdm(range(cfg.steps), desc="pretrain-base", unit="step")
+    bar = tqdm(range(first, cfg.steps), desc="pretrain-base", unit="step", initial=first, total=cfg.steps)
     for step in bar:
         if cfg.max_minutes and time.time() - start > cfg.max_minutes * 60:
             break
         for group in optim.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg)
+            group["lr"] = cfg.lr * group["lr_mult"] * _lr_factor(step, cfg)
         batch = next(batches)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model(**batch).loss
+            loss = _lm_and_probe_loss(model, probe, batch, step < cfg.vision_steps, cfg.probe_weight)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        if step >= cfg.vision_steps and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
             model.eval()
             scores = evaluate_skills(model, processor, cfg.eval_items, cfg.seed)
             model.train()
-            log.append({"step": step + 1, "minutes": (time.time() - start) / 60, "loss": loss.item(), **scores})
+            log.append({"step": step + 1, "loss": round(loss.item(), 4), **scores})
             tqdm.write(json.dumps(log[-1]))
+        if (step + 1) % cfg.save_every == 0:
+            _save_checkpoint(ckpt_path, model, probe, optim, step + 1, log)
     model.eval()
     final = evaluate_skills(model, processor, 200, cfg.seed + 1)
     model.to(getattr(torch, cfg.save_dtype)).save_pretrained(out, safe_serialization=True)
-    summary = {"config": asdict(cfg), "minutes": (time.time() - start) / 60, "final_skills": final, "log": log}
+    summary = {"config": asdict(cfg), "minutes_this_run": round((time.time() - start) / 60, 1), "final_skills": final, "log": log}
     (out / "pretrain_log.json").write_text(json.dumps(summary, indent=2) + "\n")
+    ckpt_path.unlink(missing_ok=True)
     return summary
