@@ -11,7 +11,8 @@ A record is a multi-image grounding (or multiple-choice) item::
 
 ``image_index`` is 0-based into ``images``; prompts speak of "image 1" for index 0. ``response``
 holds an assistant answer (SFT records); ``answer`` the gold option letter of multiple-choice items.
-Image paths are relative to the data root (the folder of the records file unless said otherwise).
+Relative image paths are resolved against the data root (the folder of the records file unless said
+otherwise) and may not leave it; records a stage derives into another folder carry absolute paths.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class Record:
 
     def with_response(self, response: str | None) -> "Record":
         return Record(**{**self.__dict__, "response": response})
+
+    def with_absolute_images(self, root: str | Path) -> "Record":
+        """The record with image paths made absolute: for files a stage writes into another folder."""
+        from migrl.images import resolve_image_path
+
+        return Record(**{**self.__dict__, "images": tuple(str(resolve_image_path(p, root)) for p in self.images)})
 
 
 def _require(d: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -1,0 +1,101 @@
+"""Teachers for ``migrl synthesize`` behind one interface: ``sample(records, root, k, on_result)``.
+
+``on_result(record, texts | Failure)`` is called once per record as answers come in, so synthesis
+can persist them and resume. Each teacher says which coordinate space it answers in and with
+which image-size setting, so its boxes can be converted before they are judged.
+(The embedded scripted teacher lives in ``engines/scripted.py``.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from migrl.boxes import Space
+from migrl.engines.hf import HFEngine, Request, SamplingParams
+from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
+from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
+from migrl.records import Record
+
+OnResult = Callable[[Record, "list[str] | Failure"], None]
+
+
+class LazyRequests(Sequence[Request]):
+    """Requests whose images are decoded only when a request is taken: memory stays bounded."""
+
+    def __init__(self, records: list[Record], root: Path, cot: bool = True):
+        self.records, self.root, self.cot = records, root, cot
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Request:  # type: ignore[override]
+        from migrl.stages.evaluate import request_for
+
+        return request_for(self.records[i], self.root, self.cot)
+
+
+def readable(records: list[Record], root: Path, on_result: OnResult) -> list[Record]:
+    """Records whose images all exist and can be read; the others fail now, with the reason."""
+    good = []
+    for r in records:
+        try:
+            for p in r.images:
+                image_size(resolve_image_path(p, root))
+            good.append(r)
+        except ImageError as exc:
+            on_result(r, Failure(str(exc)))
+    return good
+
+
+@dataclass
+class OpenAITeacher:
+    engine: OpenAICompatEngine
+    sizing: ImageSizing
+    coords: Space = Space.QWEN25
+    temperature: float = 0.7
+    max_new_tokens: int = 1024
+
+    @classmethod
+    def from_args(cls, args: Any, sizing: ImageSizing) -> "OpenAITeacher":
+        config = OpenAIConfig(
+            base_url=args.base_url, model=args.teacher_model, api_key_env=args.api_key_env,
+            concurrency=args.concurrency, timeout=args.timeout,
+        )
+        return cls(OpenAICompatEngine(config), sizing, Space(args.teacher_coords), args.temperature, args.max_new_tokens)
+
+    def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
+        records = readable(records, root, on_result)
+        params = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, n=k)
+        self.engine.generate(LazyRequests(records, root), params, on_result=lambda i, res: on_result(records[i], res))
+
+
+@dataclass
+class HFTeacher:
+    """A local model folder as the teacher (batched generation, k samples per prompt)."""
+
+    engine: HFEngine
+    sizing: ImageSizing
+    coords: Space = Space.QWEN25
+    temperature: float = 0.7
+    max_new_tokens: int = 1024
+    chunk: int = 64
+
+    @classmethod
+    def from_args(cls, args: Any) -> "HFTeacher":
+        from migrl.models.loading import load_model, load_processor
+
+        processor = load_processor(args.teacher_model or None)
+        model = load_model(args.teacher_model or None)
+        engine = HFEngine(model, processor, batch_size=args.concurrency)
+        return cls(engine, ImageSizing.from_processor(processor), Space(args.teacher_coords), args.temperature, args.max_new_tokens)
+
+    def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
+        records = readable(records, root, on_result)
+        params = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, n=k)
+        for start in range(0, len(records), self.chunk):
+            part = records[start : start + self.chunk]
+            requests = LazyRequests(part, root)
+            self.engine.generate([requests[i] for i in range(len(part))], params,
+                                 on_batch=lambda idx, outs: [on_result(part[i], o) for i, o in zip(idx, outs)])

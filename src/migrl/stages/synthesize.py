@@ -1,0 +1,175 @@
+"""``migrl synthesize``: teacher chains of thought, kept only when every sample is right.
+
+Each item is answered ``k`` times (the paper: 4) with the paper's prompt. An item is kept only when
+all k answers reach IoU >= 0.5 with the ground truth; the kept record carries one answer as its
+``response`` (see ``pick``), rewritten into the student's coordinate space.
+
+Teacher boxes are read in the teacher's own space (Qwen2.5-VL: pixels of the image the answer names,
+resized by the *teacher's* processor; Qwen2: [0, 1000)) and converted through ``migrl.boxes``.
+
+Files in ``--out``: ``answers.jsonl`` (every item's k answers or its failure, appended as they come;
+a rerun after ``kill -9`` asks only for what is missing), ``sft.jsonl`` (kept records) and
+``stats.json`` (asked, kept, dropped by reason, per task), both rebuilt from ``answers.jsonl``
+and written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, format_answer, iou, parse_answer
+from migrl.engines.openai_compat import Failure
+from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
+from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
+from migrl.records import Record, data_root, load_records
+from migrl.rewards import ACCURACY_THRESHOLD
+
+
+class Teacher(Protocol):
+    coords: Space
+    sizing: ImageSizing
+
+    def sample(self, records: list[Record], root: Path, k: int, on_result: Any) -> None: ...
+
+
+@dataclass
+class SynthesizeConfig:
+    data: str = ""  # records JSONL (the training pool)
+    out: str = "runs/synthesize"
+    k: int = 4  # answers per item (the paper: 4)
+    keep: str = "best"  # "best": one answer per kept item; "all": every (right, well-formed) answer
+    tasks: tuple[str, ...] = ()  # only these tasks (default: every task in the file)
+    limit: int = 0  # at most this many items (0 = all)
+
+
+@dataclass
+class Judged:
+    text: str
+    iou: float
+    format_ok: bool
+    image_index: int | None
+    pixels_box: tuple[float, float, float, float] | None
+
+
+def judge(text: str, record: Record, sizes: list[tuple[int, int]], coords: Space, sizing: ImageSizing) -> Judged:
+    """IoU of a teacher answer against the ground truth, in pixels of the image the answer names."""
+    parsed = parse_answer(text)
+    box, gt = parsed.first_box, record.target
+    if box is None or gt is None:
+        return Judged(text, 0.0, parsed.format_ok, None, None)
+    index = gt.image_index if box.image_index is None else box.image_index
+    if not 0 <= index < len(sizes):
+        return Judged(text, 0.0, parsed.format_ok, index, None)
+    pixels = convert(box.bbox, coords, Space.PIXELS, sizes[index], sizing)
+    truth = convert(gt.bbox, gt.space, Space.PIXELS, sizes[gt.image_index], sizing)
+    score = iou(pixels, truth) if index == gt.image_index else 0.0
+    return Judged(text, score, parsed.format_ok, index, pixels)
+
+
+def in_student_space(j: Judged, size: tuple[int, int], space: Space, sizing: ImageSizing) -> str:
+    """The answer with its box rewritten into the student's space (the thinking is kept as written)."""
+    box = convert(j.pixels_box, Space.PIXELS, space, size, sizing)
+    start = j.text.find(ANSWER_OPEN) + len(ANSWER_OPEN)
+    end = j.text.find(ANSWER_CLOSE, start)
+    return j.text[:start] + format_answer(box, j.image_index) + j.text[end:]
+
+
+def pick(judged: list[Judged], keep: str) -> list[Judged]:
+    """Which answers of a kept item become SFT targets.
+
+    All k are right; "best" keeps the one with the highest IoU (the tightest box teaches the most
+    precise localisation, and one answer per item keeps easy items from being counted k times);
+    ties go to the shorter text. "all" keeps every well-formed answer.
+    """
+    good = [j for j in judged if j.format_ok]
+    if keep == "all":
+        return good
+    return sorted(good, key=lambda j: (-j.iou, len(j.text)))[:1]
+
+
+def decide(record: Record, row: dict[str, Any], sizes: list[tuple[int, int]], teacher_coords: Space,
+           teacher_sizing: ImageSizing, student_coords: Space, student_sizing: ImageSizing, keep: str) -> tuple[str, list[str]]:
+    """(reason, kept responses): reason is "kept", "teacher_error", "inconsistent" or "format"."""
+    if row.get("error"):
+        return "teacher_error", []
+    judged = [judge(t, record, sizes, teacher_coords, teacher_sizing) for t in row["responses"]]
+    if not judged or any(j.iou < ACCURACY_THRESHOLD for j in judged):
+        return "inconsistent", []
+    chosen = pick(judged, keep)
+    if not chosen:
+        return "format", []
+    return "kept", [in_student_space(j, sizes[j.image_index], student_coords, student_sizing) for j in chosen]
+
+
+def synthesize(
+    cfg: SynthesizeConfig,
+    teacher: Teacher,
+    student_coords: Space = Space.QWEN25,
+    student_sizing: ImageSizing | None = None,
+) -> dict[str, Any]:
+    from migrl.images import TINY_SIZING
+
+    student_sizing = student_sizing or TINY_SIZING
+    out = Path(cfg.out)
+    loaded = load_records(cfg.data)
+    records = [r for r in loaded.records if not cfg.tasks or r.task in cfg.tasks]
+    records = records[: cfg.limit] if cfg.limit else records
+    root = data_root(cfg.data)
+    log = AppendLog(out / "answers.jsonl")
+    todo = [r for r in records if r.id not in log]
+    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="synthesize", unit="item")
+
+    def save(record: Record, result: list[str] | Failure) -> None:
+        if isinstance(result, Failure):
+            log.append([{"id": record.id, "responses": [], "error": result.reason}])
+        else:
+            log.append([{"id": record.id, "responses": result, "error": None}])
+        bar.update(1)
+
+    teacher.sample(todo, root, cfg.k, save)
+    bar.close()
+
+    kept_rows, stats = [], _empty_stats()
+    errors = list(loaded.errors)
+    for record in records:
+        row = log.rows.get(record.id)
+        if row is None:  # the teacher never reported this item
+            errors.append(f"record {record.id}: no answer from the teacher")
+            continue
+        try:
+            sizes = [image_size(resolve_image_path(p, root)) for p in record.images]
+        except ImageError as exc:
+            errors.append(f"record {record.id}: {exc}")
+            continue
+        reason, responses = decide(record, row, sizes, teacher.coords, teacher.sizing, student_coords, student_sizing, cfg.keep)
+        _count(stats, record.task, reason)
+        if reason == "teacher_error":
+            errors.append(f"record {record.id}: teacher failed: {row['error']}")
+        for i, response in enumerate(responses):
+            rid = record.id if len(responses) == 1 else f"{record.id}#{i}"
+            derived = record.with_response(response).with_absolute_images(root)
+            kept_rows.append({**derived.to_dict(), "id": rid, "split": "train"})
+    write_jsonl_atomic(out / "sft.jsonl", kept_rows)
+    stats["errors"] = errors
+    write_json_atomic(out / "stats.json", stats)
+    return stats
+
+
+def _empty_stats() -> dict[str, Any]:
+    return {"asked": 0, "kept": 0, "dropped": {"inconsistent": 0, "format": 0, "teacher_error": 0}, "tasks": {}}
+
+
+def _count(stats: dict[str, Any], task: str, reason: str) -> None:
+    per = stats["tasks"].setdefault(task, {"asked": 0, "kept": 0, "inconsistent": 0, "format": 0, "teacher_error": 0})
+    stats["asked"] += 1
+    per["asked"] += 1
+    if reason == "kept":
+        stats["kept"] += 1
+        per["kept"] += 1
+    else:
+        stats["dropped"][reason] += 1
+        per[reason] += 1

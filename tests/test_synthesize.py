@@ -1,0 +1,155 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fake_openai_server import FakeOpenAIServer
+from migrl.boxes import Space, convert, parse_answer
+from migrl.data.world import ID_TASKS, write_split
+from migrl.engines.openai_compat import OpenAICompatEngine, OpenAIConfig, image_data_url
+from migrl.engines.scripted import ScriptedTeacher
+from migrl.engines.teachers import OpenAITeacher
+from migrl.images import TINY_SIZING, ImageSizing, image_size, load_image
+from migrl.jsonl import read_jsonl
+from migrl.records import read_records
+from migrl.scoring.grounding import ImageSizes, record_iou
+from migrl.stages.synthesize import SynthesizeConfig, synthesize
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    return write_split(tmp_path_factory.mktemp("pool"), "train", 12, seed=3, tasks=ID_TASKS)
+
+
+def test_filter_keeps_only_items_right_in_all_samples(pool, tmp_path):
+    stats = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1))
+    assert stats["asked"] == 48 and 0 < stats["kept"] < stats["asked"]
+    assert stats["kept"] + sum(stats["dropped"].values()) == stats["asked"]
+    assert sum(t["kept"] for t in stats["tasks"].values()) == stats["kept"]
+    kept = read_records(tmp_path / "sft.jsonl")
+    assert len(kept) == stats["kept"]
+    sizes = ImageSizes(pool.parent)
+    answers = {r["id"]: r["responses"] for r in read_jsonl(tmp_path / "answers.jsonl")}
+    teacher = ScriptedTeacher(seed=1)
+    for r in kept:
+        parsed = parse_answer(r.response)
+        assert parsed.format_ok
+        # the response is in the student's space (tiny sizing) and right
+        assert record_iou(r.response, r, Space.QWEN25, sizes, TINY_SIZING) >= 0.5
+        # and every one of the teacher's k answers was right, in the teacher's space
+        assert all(record_iou(a, r, Space.QWEN25, sizes, teacher.sizing) >= 0.5 for a in answers[r.id])
+
+
+def test_teacher_boxes_are_rewritten_into_the_students_space(pool, tmp_path):
+    """The teacher resizes with Qwen2.5-VL's setting, the student with the tiny one: a 140x105 picture
+    is 140x112 to the teacher and 112x84 to the student, so the numbers must change."""
+    synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1))
+    answers = {r["id"]: r["responses"] for r in read_jsonl(tmp_path / "answers.jsonl")}
+    checked = 0
+    for r in read_records(tmp_path / "sft.jsonl"):
+        size = image_size(pool.parent / r.images[r.target.image_index])
+        if ImageSizing().resized(*size) == TINY_SIZING.resized(*size):
+            continue
+        kept_box = parse_answer(r.response).first_box.bbox
+        teacher_boxes = [parse_answer(a).first_box.bbox for a in answers[r.id]]
+        assert kept_box not in teacher_boxes
+        expected = [convert(b, Space.QWEN25, Space.QWEN25, size, ImageSizing()) for b in teacher_boxes]
+        as_student = [[round(v) for v in convert(convert(b, Space.QWEN25, Space.PIXELS, size, ImageSizing()), Space.PIXELS, Space.QWEN25, size, TINY_SIZING)] for b in expected]
+        assert [int(v) for v in kept_box] in as_student
+        checked += 1
+    assert checked > 0
+
+
+def test_a_qwen2_teacher_is_read_in_its_own_space(pool, tmp_path):
+    a = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "a")), ScriptedTeacher(seed=1))
+    b = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "b")), ScriptedTeacher(seed=1, coords=Space.QWEN2))
+    assert a["kept"] == b["kept"]  # the same answers in other numbers: the same items pass
+    # Each kept Qwen2-space answer lands, in the student's pixels, on one of the teacher's answers.
+    answers = {r["id"]: r["responses"] for r in read_jsonl(tmp_path / "a" / "answers.jsonl")}
+    for r in read_records(tmp_path / "b" / "sft.jsonl"):
+        size = image_size(pool.parent / r.images[r.target.image_index])
+        kept = parse_answer(r.response).first_box.bbox
+        candidates = [
+            convert(convert(parse_answer(t).first_box.bbox, Space.QWEN25, Space.PIXELS, size, ImageSizing()), Space.PIXELS, Space.QWEN25, size, TINY_SIZING)
+            for t in answers[r.id]
+        ]
+        assert min(max(abs(x - y) for x, y in zip(kept, c)) for c in candidates) <= 1.0
+
+
+def test_synthesis_is_deterministic(pool, tmp_path):
+    for name in ("a", "b"):
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / name)), ScriptedTeacher(seed=2))
+    assert (tmp_path / "a" / "sft.jsonl").read_text() == (tmp_path / "b" / "sft.jsonl").read_text()
+    assert json.loads((tmp_path / "a" / "stats.json").read_text()) == json.loads((tmp_path / "b" / "stats.json").read_text())
+
+
+def _scripted_server_answer(pool: Path):
+    """A fake teacher server that answers like the scripted teacher, recognising items by their first image."""
+    records = read_records(pool)
+    by_image = {}
+    for r in records:
+        by_image[hashlib.sha256(image_data_url(load_image(pool.parent / r.images[0])).encode()).hexdigest()] = r
+    teacher = ScriptedTeacher(seed=5)
+
+    def answer(messages, n):
+        url = next(p["image_url"]["url"] for p in messages[-1]["content"] if p["type"] == "image_url")
+        r = by_image[hashlib.sha256(url.encode()).hexdigest()]
+        sizes = [image_size(pool.parent / p) for p in r.images]
+        return [teacher.answer(r, sizes, i) for i in range(n)]
+
+    return answer
+
+
+def test_openai_teacher_against_a_local_server_with_failures(pool, tmp_path):
+    failing = {r.id: r for r in read_records(pool)}["region-train-00003"]
+    answer = _scripted_server_answer(pool)
+    always_fail = lambda body: _first_url_is(body, pool, failing)  # noqa: E731
+    with FakeOpenAIServer(latency=0.01, answer=answer, flaky_every=3, always_fail=always_fail) as server:
+        engine = OpenAICompatEngine(OpenAIConfig(base_url=server.base_url, model="teacher", concurrency=4, max_retries=1))
+        teacher = OpenAITeacher(engine, ImageSizing(), Space.QWEN25, max_new_tokens=256)
+        stats = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), teacher)
+    assert stats["asked"] == 48
+    assert stats["dropped"]["teacher_error"] == 1
+    assert any(failing.id in e and "HTTP 500" in e for e in stats["errors"])
+    # The other items were judged exactly as the scripted teacher's own answers would be.
+    direct = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "direct")), ScriptedTeacher(seed=5))
+    kept_directly = {r.id for r in read_records(tmp_path / "direct" / "sft.jsonl")}
+    assert stats["kept"] == direct["kept"] - (failing.id in kept_directly)
+
+
+def _first_url_is(body, pool, record):
+    url = next(p["image_url"]["url"] for p in body["messages"][-1]["content"] if p["type"] == "image_url")
+    return url == image_data_url(load_image(pool.parent / record.images[0]))
+
+
+@pytest.mark.slow
+def test_kill_9_and_rerun_gives_the_same_output(pool, tmp_path):
+    """A real `migrl synthesize` subprocess against a slow local teacher server, killed mid-run."""
+    answer = _scripted_server_answer(pool)
+    with FakeOpenAIServer(latency=0.15, answer=answer) as server:
+        def cmd(out):
+            return [sys.executable, "-m", "migrl.cli", "synthesize", "--data", str(pool), "--out", str(out), "--teacher", "openai",
+                    "--base-url", server.base_url, "--teacher-model", "teacher", "--concurrency", "2", "--max-new-tokens", "256"]
+
+        subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True)
+        out = tmp_path / "killed"
+        proc = subprocess.Popen(cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        answers = out / "answers.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and (not answers.exists() or answers.read_text().count("\n") < 10):
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        n_before = answers.read_text().count("\n")
+        assert 10 <= n_before < 48
+        subprocess.run(cmd(out), check=True, capture_output=True)
+    rows = read_jsonl(answers)
+    assert len(rows) == len({r["id"] for r in rows}) == 48
+    assert (out / "sft.jsonl").read_text() == (tmp_path / "full" / "sft.jsonl").read_text()
+    assert json.loads((out / "stats.json").read_text()) == json.loads((tmp_path / "full" / "stats.json").read_text())
