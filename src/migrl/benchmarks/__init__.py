@@ -1,0 +1,28 @@
+"""Real benchmarks: loaders of the official annotation files and official-protocol scorers.
+
+``BENCHMARKS[name].load(data_path, image_root=None)`` gives migrl Records (LoadReport: records and
+errors); ``BENCHMARKS[name].score(data_path, predictions, coords, image_root, sizing)`` gives the
+MIG-Bench result contract plus the benchmark's own keys. Each module names the official code it follows.
+"""
+
+from __future__ import annotations
+
+from migrl.benchmarks import blink, lisa, mc_bench, mmiu, odinw, ref_l4, revos
+from migrl.benchmarks.base import Benchmark
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "mc-bench": Benchmark("mc-bench", mc_bench.load, mc_bench.score, "XuYunqiu/MC-Bench eval_mc_bench.py mcbench_eval"),
+    "lisa": Benchmark("lisa", lisa.load, lisa.score, "AMAP-ML/UniVG-R1 eval/zero_shot/lisa_evaluation/eval.py"),
+    "ref-l4": Benchmark("ref-l4", ref_l4.load, ref_l4.score, "JierunChen/Ref-L4 ref_l4/evaluation.py RefL4Evaluator.evaluate"),
+    "revos": Benchmark("revos", revos.load, revos.score, "AMAP-ML/UniVG-R1 eval/zero_shot/revos_evaluation/eval.py"),
+    "odinw": Benchmark("odinw", odinw.load, odinw.score, "paper Sec. 4.1 (no official single-box scorer)"),
+    "blink": Benchmark("blink", blink.load, blink.score, "zeyofu/BLINK_Benchmark eval/test_benchmark.py analyze_answer"),
+    "mmiu": Benchmark("mmiu", mmiu.load, mmiu.score, "OpenGVLab/MMIU evaluate.py process_data, evaluate_correct.py"),
+}
+
+
+def score_benchmark(name: str, data_path, predictions, coords, image_root=None, sizing=None) -> dict:
+    """What ``migrl score --benchmark NAME`` should call."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}")
+    return BENCHMARKS[name].score(data_path, predictions, coords, image_root, sizing)

@@ -1,0 +1,329 @@
+"""MC-Bench: a text prompt over an image pair; every instance it refers to, in either image.
+
+Official protocol (read): XuYunqiu/MC-Bench ``eval_mc_bench.py`` ``mcbench_eval``.
+
+- AP50 ("instance level"): pycocotools COCOeval on bbox; predicted groups are first re-mapped to GT
+  groups, for the images ``getImgIds(catIds=getCatIds('group 2'))``, by the permutation of GT groups
+  with the best mean Hungarian-matched IoU over the pair (``scipy.optimize.linear_sum_assignment``;
+  scipy is not a migrl dependency, so an exact max-sum matching by dynamic programming stands in);
+  then precision at IoU 0.5, all areas, maxDets 100, averaged over recall points > -1, per group,
+  weighted by the group's GT count.
+- Accuracy ("image level"): images taken two by two in file order; a pair is right when, for both
+  images, "has a predicted box" equals "has a GT box". No IoU. Per prompt style (Referring /
+  Comparison / Reasoning, from ``mc-bench_v0.2_val.json``) it is the same rule over that style's pairs.
+
+Known bugs, reproduced in ``ap50`` and fixed in ``ap50_bugs_fixed``:
+1. pycocotools stores the matched GT id in ``dtm`` and counts ``dtm == 0`` as unmatched, so annotation
+   id 0 can never be a true positive. Fixed: GT annotation ids renumbered 1..N.
+2. The re-mapping reloads the predictions from disk inside its loop, so only the last image's mapping
+   survives. Fixed: every pair's mapping is kept (each pair once).
+   Also fixed there: the mapping is applied in place one group at a time, so ``(2, 1)`` sends group 1
+   to 2 and then both to 1; the fixed figure applies it at once. (migrl's predictions carry one group,
+   so this never triggers for them.)
+Where no image has a second group the official code stops with a NameError; both figures then use
+the predictions as they are.
+
+migrl's side: every box of the answer becomes a detection of ``group 1`` with score 1.0 on the image it
+names, converted from the model's space to that image's pixels; a box naming no image cannot be placed
+on a pair and is counted in ``unplaced_boxes``. The paper keeps "samples containing one instance per
+image": here, pairs where each image has at most one GT box and the pair has at least one (1,339 of
+2,000 in v0.2); ``subset="all"`` scores every pair (records are only built for pairs with a target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from migrl.benchmarks.base import ImageSizes, build_record, read_json, result, root_of, xywh_to_xyxy
+from migrl.boxes import Space, convert, parse_answer
+from migrl.images import ImageError, ImageSizing
+from migrl.records import LoadReport, RecordError
+
+STYLES = ("Comparison", "Reasoning", "Referring")
+
+
+# ---------------------------------------------------------------------------------------------
+# Annotation files -> a COCO ground truth with pair links, and the pairs
+
+
+def ground_truth(data: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """The scorer's COCO dict (images carry ``pair_image_id``) and ``{pair id: {text, style, image ids}}``.
+
+    Reads ``MC-Bench_coco_format.json`` (no styles) or ``mc-bench_v0.2_val.json`` (``descriptions``).
+    """
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: field {key!r}: expected a list (COCO-like MC-Bench annotations)")
+    pairs: dict[int, dict[str, Any]] = {}
+    if isinstance(data.get("descriptions"), list):
+        for d in data["descriptions"]:
+            pairs[d["id"]] = {"text": d.get("text", ""), "style": d.get("text_style", "all"), "images": list(d["images_id"])}
+        images = []
+        for im in data["images"]:
+            ids = pairs[im["text_id"]]["images"]
+            other = [i for i in ids if i != im["id"]]
+            images.append({**im, "pair_id": im["text_id"], "pair_image_id": other[0] if other else im["id"]})
+    else:
+        images = list(data["images"])
+        for im in sorted(images, key=lambda im: im.get("id_in_pair", 0)):
+            entry = pairs.setdefault(im["pair_id"], {"text": im.get("description", ""), "style": "all", "images": []})
+            entry["images"].append(im["id"])
+    gt = {"images": images, "annotations": list(data["annotations"]), "categories": list(data["categories"])}
+    return gt, pairs
+
+
+def paper_pairs(gt: dict[str, Any], pairs: dict[int, dict[str, Any]]) -> set[int]:
+    """Pairs where each image has at most one GT box and the pair has at least one."""
+    per_image: dict[int, int] = {}
+    for ann in gt["annotations"]:
+        per_image[ann["image_id"]] = per_image.get(ann["image_id"], 0) + 1
+    return {
+        pid for pid, p in pairs.items()
+        if all(per_image.get(i, 0) <= 1 for i in p["images"]) and any(per_image.get(i, 0) for i in p["images"])
+    }
+
+
+def restrict(gt: dict[str, Any], pairs: dict[int, dict[str, Any]], keep: set[int]) -> dict[str, Any]:
+    images = {i for pid in keep for i in pairs[pid]["images"]}
+    return {
+        "images": [im for im in gt["images"] if im["id"] in images],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in images],
+        "categories": gt["categories"],
+    }
+
+
+def _read(data_path: str | Path, subset: str) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    data = read_json(data_path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{data_path}: expected a JSON object with images, annotations and categories")
+    gt, pairs = ground_truth(data, data_path)
+    gt["annotations"] = [a for a in gt["annotations"] if _valid_box(a.get("bbox"))]
+    keep = paper_pairs(gt, pairs) if subset == "paper" else set(pairs)
+    return restrict(gt, pairs, keep), {pid: pairs[pid] for pid in sorted(keep)}
+
+
+def _valid_box(b: Any) -> bool:
+    ok = isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+    return ok and b[2] > 0 and b[3] > 0
+
+
+def bad_annotations(data_path: str | Path) -> list[str]:
+    """Annotations the scorer leaves out, named by file, annotation and field."""
+    data = read_json(data_path)
+    return [
+        f"{data_path}: annotation {i} (id {a.get('id')}): field 'bbox': expected [x, y, w, h] with w, h > 0, got {a.get('bbox')!r}"
+        for i, a in enumerate(data.get("annotations", [])) if isinstance(a, dict) and not _valid_box(a.get("bbox"))
+    ]
+
+
+def load(data_path: str | Path, image_root: str | Path | None = None, subset: str = "paper") -> LoadReport:
+    """One record per pair with a target (id = pair id = ``text_id``), boxes in pixels (xyxy)."""
+    report = LoadReport()
+    try:
+        report.errors.extend(bad_annotations(data_path))
+        gt, pairs = _read(data_path, subset)
+    except (ValueError, KeyError, TypeError) as exc:
+        report.errors.append(f"{data_path}: cannot read MC-Bench annotations: {exc!r}")
+        return report
+    files = {im["id"]: im.get("file_name") for im in gt["images"]}
+    anns_of: dict[int, list[dict]] = {}
+    for ann in gt["annotations"]:
+        anns_of.setdefault(ann["image_id"], []).append(ann)
+    for pid, pair in pairs.items():
+        where = f"{data_path}: pair {pid}"
+        boxes = [
+            {"image_index": k, "bbox": xywh_to_xyxy(a["bbox"]), "space": "pixels"}
+            for k, image_id in enumerate(pair["images"]) for a in anns_of.get(image_id, [])
+        ]
+        if not boxes:
+            continue  # no target: nothing for a grounding record to hold; the scorer still counts it
+        raw = {
+            "id": str(pid), "task": pair["style"], "images": [files.get(i) for i in pair["images"]],
+            "question": pair["text"], "boxes": boxes, "domain": "ood", "source": "mc-bench",
+            "meta": {"coco_image_ids": pair["images"]},
+        }
+        build_record(raw, where, report)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Model text -> COCO detections
+
+
+def detections(
+    pairs: dict[int, dict[str, Any]], files: dict[int, str], predictions: dict[str, str], coords: Space,
+    sizes: ImageSizes, sizing: ImageSizing, errors: list[str],
+) -> tuple[list[dict[str, Any]], int]:
+    dets: list[dict[str, Any]] = []
+    unplaced = 0
+    for pid, pair in pairs.items():
+        text = predictions.get(str(pid))
+        if text is None:
+            continue
+        for box in parse_answer(text).boxes:
+            if box.image_index is None or not 0 <= box.image_index < len(pair["images"]):
+                unplaced += 1
+                continue
+            image_id = pair["images"][box.image_index]
+            try:
+                x1, y1, x2, y2 = convert(box.bbox, coords, Space.PIXELS, sizes(files[image_id]), sizing)
+            except ImageError as exc:
+                errors.append(f"pair {pid}: {exc}")
+                continue
+            dets.append({"image_id": image_id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 1.0})
+    return dets, unplaced
+
+
+# ---------------------------------------------------------------------------------------------
+# mcbench_eval, instance level
+
+
+def _quiet(fn, *args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+def _coco(gt: dict[str, Any]) -> COCO:
+    coco = COCO()
+    coco.dataset = copy.deepcopy(gt)
+    _quiet(coco.createIndex)
+    return coco
+
+
+def _max_matching(ious: np.ndarray) -> list[float]:
+    """Values of a max-sum one-to-one matching of size min(rows, cols), as linear_sum_assignment(-ious)."""
+    m = ious if ious.shape[0] <= ious.shape[1] else ious.T
+    rows = m.shape[0]
+    best: dict[int, tuple[float, list[float]]] = {0: (0.0, [])}
+    for j in range(m.shape[1]):
+        step = dict(best)
+        for used, (total, values) in best.items():
+            for i in range(rows):
+                if not used >> i & 1:
+                    key, s = used | 1 << i, total + float(m[i, j])
+                    if key not in step or s > step[key][0]:
+                        step[key] = (s, values + [float(m[i, j])])
+        best = step
+    return best[(1 << rows) - 1][1]
+
+
+def _best_permutation(coco: COCO, pred: COCO, ev: COCOeval, image: int, pair: int) -> tuple[int, ...]:
+    gt_cats = list({a["category_id"] for i in (image, pair) for a in coco.loadAnns(coco.getAnnIds(imgIds=i))})
+    dt_groups = list({a["category_id"] for i in (image, pair) for a in pred.loadAnns(pred.getAnnIds(imgIds=i))})
+    perms = list(itertools.permutations(gt_cats, len(dt_groups)))
+    scores = []
+    for perm in perms:
+        matched: list[float] = []
+        for group_id, gt_cat in enumerate(perm, start=1):  # official: predicted groups taken as 1..k
+            for i in (image, pair):
+                dt, gt = ev._dts.get((i, group_id), []), ev._gts.get((i, gt_cat), [])
+                if dt:
+                    ious = mask_utils.iou([d["bbox"] for d in dt], [g["bbox"] for g in gt], [int(g["iscrowd"]) for g in gt])
+                    if len(ious) > 0:
+                        matched += _max_matching(np.asarray(ious))
+        scores.append(sum(matched) / len(matched) if matched else 0.0)
+    return perms[scores.index(max(scores))] if scores else ()
+
+
+def _regroup(coco: COCO, dets: list[dict[str, Any]], fixed: bool) -> list[dict[str, Any]]:
+    pred = _quiet(coco.loadRes, copy.deepcopy(dets))
+    ev = COCOeval(coco, pred, "bbox")
+    _quiet(ev.evaluate)
+    targets = coco.getImgIds(catIds=coco.getCatIds("group 2"))
+    out = copy.deepcopy(dets)
+    done: set[frozenset[int]] = set()
+    for image in targets:
+        pair = coco.loadImgs(image)[0]["pair_image_id"]
+        perm = _best_permutation(coco, pred, ev, image, pair)
+        if not fixed:  # bug 2: a fresh copy each time, so only the last mapping survives
+            out = copy.deepcopy(dets)
+            for old, new in enumerate(perm, start=1):
+                for d in out:
+                    if d["category_id"] == old and d["image_id"] in (image, pair):
+                        d["category_id"] = new
+        elif frozenset((image, pair)) not in done:
+            done.add(frozenset((image, pair)))
+            mapping = dict(enumerate(perm, start=1))
+            for d, orig in zip(out, dets):
+                if d["image_id"] in (image, pair):
+                    d["category_id"] = mapping.get(orig["category_id"], orig["category_id"])
+    return out
+
+
+def weighted_ap50(gt: dict[str, Any], dets: list[dict[str, Any]], fixed: bool) -> float:
+    """``mcbench_eval(eval_type='instance')``; ``fixed`` renumbers GT ids and keeps every mapping."""
+    if fixed:
+        gt = {**gt, "annotations": [{**a, "id": k + 1} for k, a in enumerate(gt["annotations"])]}
+    coco = _coco(gt)
+    total_gt = len(coco.getAnnIds())
+    if not dets or not total_gt:
+        return 0.0  # the official code fails on an empty result list and divides by zero without GT
+    regrouped = _regroup(coco, dets, fixed)
+    ev = COCOeval(coco, _quiet(coco.loadRes, regrouped), "bbox")
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    precision = ev.eval["precision"]
+    ap = 0.0
+    for k, cat in enumerate(coco.getCatIds()):
+        p = precision[0, :, k, 0, 2]
+        valid = p[p > -1]
+        if valid.size:
+            ap += len(coco.getAnnIds(catIds=[cat])) / total_gt * float(np.mean(valid))
+    return ap
+
+
+# ---------------------------------------------------------------------------------------------
+# mcbench_eval, image level, and the result
+
+
+def pair_accuracy(
+    gt: dict[str, Any], pairs: dict[int, dict[str, Any]], dets: list[dict[str, Any]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Hits and totals per style; images two by two in file order, as the official loop."""
+    has_gt = {a["image_id"] for a in gt["annotations"]}
+    has_dt = {d["image_id"] for d in dets}
+    style = {i: p["style"] for p in pairs.values() for i in p["images"]}
+    ids = [im["id"] for im in gt["images"]]
+    hits: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    for a, b in zip(ids[0::2], ids[1::2]):
+        s = style[a]
+        totals[s] = totals.get(s, 0) + 1
+        hits[s] = hits.get(s, 0) + ((a in has_gt) == (a in has_dt) and (b in has_gt) == (b in has_dt))
+    return hits, totals
+
+
+def score(
+    data_path: str | Path,
+    predictions: dict[str, str],
+    coords: Space | str = Space.QWEN25,
+    image_root: str | Path | None = None,
+    sizing: ImageSizing | None = None,
+    subset: str = "paper",
+) -> dict[str, Any]:
+    """Accuracy per prompt style in ``tasks``; ``ap50`` (official) and ``ap50_bugs_fixed``, in percent."""
+    coords, sizing = Space(coords), sizing or ImageSizing()
+    try:
+        gt, pairs = _read(data_path, subset)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(str(data_path), "<file>", f"cannot read MC-Bench annotations: {exc!r}") from None
+    files = {im["id"]: im["file_name"] for im in gt["images"]}
+    errors = bad_annotations(data_path)
+    dets, unplaced = detections(pairs, files, predictions, coords, ImageSizes(root_of(data_path, image_root)), sizing, errors)
+    hits, totals = pair_accuracy(gt, pairs, dets)
+    out = result(hits, totals, sum(str(pid) not in predictions for pid in pairs), errors)
+    out["accuracy"] = round(100.0 * sum(hits.values()) / max(sum(totals.values()), 1), 2)
+    out["ap50"] = round(100.0 * weighted_ap50(gt, dets, fixed=False), 2)
+    out["ap50_bugs_fixed"] = round(100.0 * weighted_ap50(gt, dets, fixed=True), 2)
+    out.update(pairs=len(pairs), subset=subset, unplaced_boxes=unplaced)
+    return out
