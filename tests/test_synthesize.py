@@ -121,6 +121,12 @@ def test_openai_teacher_against_a_local_server_with_failures(pool, tmp_path):
     direct = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "direct")), ScriptedTeacher(seed=5))
     kept_directly = {r.id for r in read_records(tmp_path / "direct" / "sft.jsonl")}
     assert stats["kept"] == direct["kept"] - (failing.id in kept_directly)
+    # A rerun against a healthy server asks again for the failed item only, and then matches.
+    with FakeOpenAIServer(latency=0.01, answer=answer) as server:
+        engine = OpenAICompatEngine(OpenAIConfig(base_url=server.base_url, model="teacher", concurrency=4, max_retries=1))
+        again = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), OpenAITeacher(engine, ImageSizing(), Space.QWEN25, max_new_tokens=256))
+        assert len(server.calls) == 1
+    assert again["dropped"]["teacher_error"] == 0 and again["kept"] == direct["kept"]
 
 
 def _first_url_is(body, pool, record):

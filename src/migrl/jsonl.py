@@ -76,6 +76,15 @@ class AppendLog:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def forget(self, ids: Iterable[object]) -> int:
+        """Drop rows (e.g. failed items, to ask again); the file is rewritten atomically."""
+        gone = {str(i) for i in ids} & set(self.rows)
+        if gone:
+            for rid in gone:
+                del self.rows[rid]
+            write_jsonl_atomic(self.path, list(self.rows.values()))
+        return len(gone)
+
     def append(self, rows: Iterable[dict]) -> int:
         """Append rows whose id is new; returns how many were written."""
         fresh = []

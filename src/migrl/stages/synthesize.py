@@ -44,6 +44,7 @@ class SynthesizeConfig:
     keep: str = "best"  # "best": one answer per kept item; "all": every (right, well-formed) answer
     tasks: tuple[str, ...] = ()  # only these tasks (default: every task in the file)
     limit: int = 0  # at most this many items (0 = all)
+    retry_failed: bool = True  # a rerun asks again for items whose teacher request failed
 
 
 @dataclass
@@ -120,6 +121,8 @@ def synthesize(
     records = records[: cfg.limit] if cfg.limit else records
     root = data_root(cfg.data)
     log = AppendLog(out / "answers.jsonl")
+    if cfg.retry_failed:  # a rerun asks again for items the teacher failed on (time-outs, 5xx)
+        log.forget(r.id for r in records if r.id in log and log.rows[r.id].get("error"))
     todo = [r for r in records if r.id not in log]
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="synthesize", unit="item")
 
