@@ -1,0 +1,141 @@
+"""Box pictures, like the paper's Figure 3: every image of an item side by side, numbered as the
+prompt numbers them, ground truth in green and a run's predicted box in red, one row per run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from migrl.boxes import Bbox, Space, clip_box, convert, iou, parse_answer
+from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
+from migrl.records import Record
+
+TRUTH, PREDICTION = (0, 190, 0), (230, 0, 0)
+HEIGHT = 192  # every image is scaled to this height: the world's 112 px pictures become legible
+GAP, CAPTION = 8, 16
+# the truth's wider line stays visible inside a prediction drawn on top of it
+TRUTH_LINE, PREDICTION_LINE = 5, 2
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One run's answer to an item, placed on the image it names (or else the target image)."""
+
+    label: str
+    text: str | None  # None: the run has no prediction for the item
+    image_index: int | None = None
+    bbox: Bbox | None = None  # original pixels of that image
+    iou: float | None = None  # against the ground truth, 0 on another image (the scorer's rule)
+    note: str = ""  # why nothing is drawn
+
+    def verdict(self) -> str:
+        parts = [f"IoU {self.iou:.2f} ({'hit' if self.iou >= 0.5 else 'miss'})"] if self.iou is not None else []
+        return ", ".join(parts + ([self.note] if self.note else []))
+
+
+def load_images(record: Record, root: Path) -> list[Image.Image | None]:
+    """The item's images; None for one that cannot be read, so one bad file costs one panel."""
+    images: list[Image.Image | None] = []
+    for path in record.images:
+        try:
+            images.append(load_image(resolve_image_path(path, root)))
+        except ImageError:
+            images.append(None)
+    return images
+
+
+def truth_boxes(record: Record, images: list[Image.Image | None], sizing: ImageSizing) -> list[tuple[int, Bbox]]:
+    """Every ground-truth box in original pixels, with its image index."""
+    out = []
+    for gt in record.boxes:
+        image = images[gt.image_index]
+        if image is not None:
+            out.append((gt.image_index, convert(gt.bbox, gt.space, Space.PIXELS, image.size, sizing)))
+    return out
+
+
+def place_prediction(
+    label: str, text: str | None, record: Record, images: list[Image.Image | None], coords: Space, sizing: ImageSizing
+) -> Prediction:
+    """Convert the answer's first box from the model's space to pixels of the image it lies on."""
+    if text is None:
+        return Prediction(label, None, note="no prediction")
+    box = parse_answer(text).first_box
+    if box is None:
+        return Prediction(label, text, iou=0.0, note="no box in the answer")
+    target = record.target
+    index = box.image_index if box.image_index is not None else (target.image_index if target else 0)
+    if not 0 <= index < len(images):
+        return Prediction(label, text, iou=0.0, note=f"names image {index + 1} of {len(images)}")
+    image = images[index]
+    if image is None:
+        return Prediction(label, text, note=f"image {index + 1} cannot be read")
+    bbox = convert(box.bbox, coords, Space.PIXELS, image.size, sizing)
+    score = None
+    if target is not None:
+        truth = convert(target.bbox, target.space, Space.PIXELS, image.size, sizing)
+        score = iou(bbox, truth) if index == target.image_index else 0.0
+    return Prediction(label, text, index, bbox, score)
+
+
+def _panel(image: Image.Image | None) -> tuple[Image.Image, float]:
+    """The image scaled to HEIGHT, and the scale; a grey panel stands in for an unreadable image."""
+    if image is None:
+        return Image.new("RGB", (HEIGHT, HEIGHT), (128, 128, 128)), 1.0
+    scale = HEIGHT / image.height
+    return image.resize((max(1, round(image.width * scale)), HEIGHT), Image.Resampling.BICUBIC), scale
+
+
+def _rectangle(
+    draw: ImageDraw.ImageDraw, bbox: Bbox, panel: tuple[Image.Image, float], x0: int, y0: int, color: tuple, width: int
+) -> None:
+    image, scale = panel
+    # clipped to its panel: a box running off its image must not land on the neighbour
+    x1, y1, x2, y2 = clip_box([v * scale for v in bbox], image.width - 1, image.height - 1)
+    if x2 > x1 and y2 > y1:  # an inverted or fully outside box has nothing to draw
+        draw.rectangle((x0 + x1, y0 + y1, x0 + x2, y0 + y2), outline=color, width=width)
+
+
+def _caption(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> None:
+    try:
+        draw.text(xy, text, fill=(0, 0, 0))
+    except UnicodeEncodeError:  # Pillow without FreeType has a Latin-1 bitmap font only
+        draw.text(xy, text.encode("ascii", "replace").decode(), fill=(0, 0, 0))
+
+
+def draw_item(
+    record: Record, images: list[Image.Image | None], predictions: list[Prediction], sizing: ImageSizing
+) -> Image.Image:
+    """One row per run (a single ground-truth row when there is none)."""
+    panels = [_panel(im) for im in images]
+    truths = truth_boxes(record, images, sizing)
+    rows = predictions or [Prediction("ground truth only", None)]
+    row_height = 2 * CAPTION + HEIGHT + GAP
+    width = GAP + sum(p.width + GAP for p, _ in panels)
+    canvas = Image.new("RGB", (width, GAP + row_height * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, pred in enumerate(rows):
+        y = GAP + r * row_height
+        _caption(draw, (GAP, y), ": ".join(filter(None, (pred.label, pred.verdict()))))
+        x = GAP
+        for i, panel in enumerate(panels):
+            _caption(draw, (x, y + CAPTION), f"image {i + 1}")
+            top = y + 2 * CAPTION
+            canvas.paste(panel[0], (x, top))
+            for index, bbox in truths:
+                if index == i:
+                    _rectangle(draw, bbox, panel, x, top, TRUTH, TRUTH_LINE)
+            if pred.image_index == i and pred.bbox is not None:
+                _rectangle(draw, pred.bbox, panel, x, top, PREDICTION, PREDICTION_LINE)
+            x += panel[0].width + GAP
+    return canvas
+
+
+def save_png_atomic(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
