@@ -34,4 +34,38 @@ def test_target_in_model_space_uses_the_target_images_size():
         boxes=(GroundTruthBox(1, (35.0, 26.25, 70.0, 52.5)),),
     )
     target = target_in_model_space(record, [(120, 100), (140, 105)], Space.QWEN25, TINY_SIZING)
-    assert target == {"image_index": 1, "bbox": pytest.approx([28, 21, 56, 42])}
+    assert target == {"image_index": 1, "bbox": pytest.approx([28, 21, 56, 42]), "extent": [0.0, 0.0, 112.0, 84.0]}
+
+
+# --- guards and the demo's gated reward -------------------------------------------------------
+
+from migrl.rewards import gated_iou_reward, guarded, hack, iou_reward as _iou  # noqa: E402
+
+_T = {"image_index": 0, "bbox": [10.0, 10.0, 40.0, 40.0], "extent": [0.0, 0.0, 112.0, 84.0]}
+
+
+def _ans(body):
+    return f"<think>look</think><answer>{body}</answer>"
+
+
+def test_guards_name_each_hack():
+    assert hack(_ans(" "), _T) == "empty_answer"
+    assert hack(_ans('{"bbox_2d": [0, 0, 112, 84]}'), _T) == "whole_image_box"
+    assert hack(_ans('{"bbox_2d": [-5, -5, 200, 200]}'), _T) == "whole_image_box"
+    assert hack(_ans('[10, 10, 40, 40] [50, 50, 60, 60]'), _T) == "several_boxes"
+    assert hack(_ans('{"bbox_2d": [10, 10, 40, 40]}'), _T) is None
+    assert hack(_ans('{"bbox_2d": [0, 0, 100, 70]}'), _T) is None  # 74% of the image: allowed
+
+
+def test_guarded_reward_zeroes_hacks_and_keeps_its_name():
+    texts = [_ans('{"bbox_2d": [10, 10, 40, 40]}'), _ans('{"bbox_2d": [0, 0, 112, 84]}')]
+    plain, safe = _iou(texts, target=[_T, _T]), guarded(_iou)(texts, target=[_T, _T])
+    assert plain[1] > 0 and safe == [1.0, 0.0] and guarded(_iou).__name__ == _iou.__name__
+
+
+def test_gated_reward_needs_the_format_and_rewards_hits():
+    good = _ans('{"bbox_2d": [10, 10, 40, 40]}')
+    near = _ans('{"bbox_2d": [10, 10, 25, 40]}')  # IoU 0.5
+    far = _ans('{"bbox_2d": [60, 60, 80, 80]}')
+    r = gated_iou_reward([good, near, far, '{"bbox_2d": [10, 10, 40, 40]}'], target=[_T] * 4)
+    assert r == [1.5, 1.25, 0.0, 0.0]

@@ -45,7 +45,9 @@ def target_in_model_space(
         raise ValueError(f"record {record.id}: no ground-truth box")
     size = image_sizes[gt.image_index]
     bbox = convert(gt.bbox, gt.space, space, size, sizing)
-    return {"image_index": gt.image_index, "bbox": list(bbox)}
+    extent = convert((0.0, 0.0, float(size[0]), float(size[1])), Space.PIXELS, space, size, sizing)
+    # ``extent``: the whole target image in the model's space, for the whole-image guard.
+    return {"image_index": gt.image_index, "bbox": list(bbox), "extent": list(extent)}
 
 
 def answer_iou(text: str, target: dict[str, Any]) -> float:
@@ -76,8 +78,62 @@ def paper_reward(completions: list[Any], target: list[dict[str, Any]], **kwargs:
     return [w["iou"] * i + w["format"] * f for i, f in zip(ious, fmts)]
 
 
+def gated_iou_reward(completions: list[Any], target: list[dict[str, Any]], **kwargs: Any) -> list[float]:
+    """The demo's accuracy reward: (IoU >= 0.5) + 0.5 x IoU, and only when the format holds.
+
+    Measured on the tiny model (DESIGN.md): the paper's continuous IoU reward let GRPO collapse into
+    one hedge box that earns partial IoU everywhere; a hit bonus gated on format did not."""
+    out = []
+    for c, t in zip(completions, target):
+        text = completion_text(c)
+        if not parse_answer(text).format_ok:
+            out.append(0.0)
+            continue
+        v = answer_iou(text, t)
+        out.append(float(v >= ACCURACY_THRESHOLD) + 0.5 * v)
+    return out
+
+
+# Reward guards against known hacks (off in the paper recipe): a completion that trips one gets 0.
+WHOLE_IMAGE_SHARE = 0.9  # a box covering this share of its image "finds" everything
+
+
+def hack(text: str, target: dict[str, Any]) -> str | None:
+    """Why a completion games the reward (empty answer, whole-image box, several boxes), or None."""
+    parsed = parse_answer(text)
+    if parsed.answer is not None and not parsed.answer.strip():
+        return "empty_answer"
+    if len(parsed.boxes) > 1:
+        return "several_boxes"
+    box = parsed.first_box
+    extent = target.get("extent") if target else None
+    if box is not None and extent:
+        ex1, ey1, ex2, ey2 = extent
+        x1, y1, x2, y2 = max(box.bbox[0], ex1), max(box.bbox[1], ey1), min(box.bbox[2], ex2), min(box.bbox[3], ey2)
+        covered = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+        if covered >= WHOLE_IMAGE_SHARE * (ex2 - ex1) * (ey2 - ey1):
+            return "whole_image_box"
+    return None
+
+
+def guarded(func: RewardFunc) -> RewardFunc:
+    """``func`` with 0 for completions that trip a guard; keeps its name for TRL's logs."""
+
+    def wrapper(completions: list[Any], target: list[dict[str, Any]], **kwargs: Any) -> list[float]:
+        values = func(completions, target=target, **kwargs)
+        return [0.0 if hack(completion_text(c), t) else v for v, c, t in zip(values, completions, target)]
+
+    wrapper.__name__ = func.__name__
+    return wrapper
+
+
 def is_correct(text: str, target: dict[str, Any]) -> bool:
     return answer_iou(text, target) >= ACCURACY_THRESHOLD
 
 
-REWARD_FUNCS: dict[str, RewardFunc] = {"iou": iou_reward, "format": format_reward, "paper": paper_reward}
+REWARD_FUNCS: dict[str, RewardFunc] = {
+    "iou": iou_reward,
+    "format": format_reward,
+    "paper": paper_reward,
+    "gated_iou": gated_iou_reward,
+}

@@ -54,11 +54,13 @@ class HFEngine:
             temperature=params.temperature if sampling else None,
             top_p=params.top_p if sampling else None,
             top_k=None,
-            num_return_sequences=params.n,
+            num_return_sequences=params.n if sampling else 1,
             pad_token_id=self.tokenizer.pad_token_id,
         )
         new = out[:, batch["input_ids"].shape[1] :]
         decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        if not sampling:  # greedy answers are all the same: generate once, repeat n times
+            return [[d] * params.n for d in decoded]
         return [decoded[i * params.n : (i + 1) * params.n] for i in range(len(requests))]
 
     def generate(

@@ -1,0 +1,207 @@
+"""``migrl grpo``: GRPO on multi-image records with TRL's GRPOTrainer.
+
+The paper's stage 2: 8 rollouts per prompt, advantage (r - mean) / std within the group, KL to the
+fixed CoT-SFT model (beta 1e-3), reward 1.0 x IoU + 0.5 x format. TRL does the algorithm; migrl's
+subclass (``MigrlGRPOTrainer``) adds what multi-image grounding needs around it:
+
+- a JSONL of a few rollouts (prompt id, completion, parsed box, rewards) every N steps, to read;
+- online dynamic filtering (optional): groups whose rewards are all equal carry no signal and are
+  masked out of the loss, beside the offline rejection sampling of ``migrl reject``;
+- records whose prompt (images included) exceeds ``max_prompt_length`` are refused one by one with a
+  clear error, instead of being truncated through their image tokens.
+
+The reference model is the policy's starting point: with LoRA, TRL disables the adapters to get it, so
+start from the merged CoT-SFT folder; with full fine-tuning TRL reloads it from that folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from migrl.boxes import Space, parse_answer
+from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
+from migrl.jsonl import write_json_atomic
+from migrl.models.loading import load_model, load_processor, resolve_model_path
+from migrl.prompts import user_message
+from migrl.records import Record, data_root, load_records
+from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
+from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, freeze_vision
+
+
+@dataclass
+class GRPOStageConfig(GRPOConfig):
+    """TRL's GRPOConfig plus what the stage needs; recipes are YAML files of these fields."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "start (and reference) model folder: the merged CoT-SFT model"})
+    data: str = field(default="", metadata={"help": "RL records JSONL (e.g. the output of migrl reject)"})
+    rewards: list[str] = field(default_factory=lambda: ["iou", "format"], metadata={"help": "reward functions by name (migrl.rewards.REWARD_FUNCS); weights in reward_weights"})
+    use_lora: bool = field(default=False, metadata={"help": "LoRA on the language model; false = train the whole language model"})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: str = LANGUAGE_MODEL_LINEARS
+    freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower and the merger"})
+    merge: bool = field(default=True, metadata={"help": "with LoRA, merge it into a plain model folder at the end"})
+    coords: str = field(default=Space.QWEN25.value, metadata={"help": "space the model answers in"})
+    max_prompt_length: int = field(default=0, metadata={"help": "refuse records whose prompt (image tokens included) is longer; 0 = no limit"})
+    reward_guards: bool = field(default=False, metadata={"help": "zero the reward of an empty answer, a whole-image box or several boxes (off in the paper recipe)"})
+    dynamic_filter: bool = field(default=False, metadata={"help": "mask groups whose rewards are all equal out of the loss (online filtering)"})
+    rollout_log_every: int = field(default=10, metadata={"help": "write a few rollouts to rollouts.jsonl every N steps (0 = never)"})
+    rollout_log_count: int = 4
+
+
+def prompt_length(processor: Any, record: Record, images: list[Any]) -> int:
+    text = processor.apply_chat_template([user_message(record)], add_generation_prompt=True, tokenize=False)
+    return int(processor(text=[text], images=images, return_tensors="pt")["input_ids"].shape[1])
+
+
+def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOStageConfig) -> tuple[Any, list[str]]:
+    """Rows of (prompt, images, target, id); bad and too-long records come back as errors."""
+    from datasets import Dataset, Image, List
+
+    sizing = ImageSizing.from_processor(processor)
+    rows, errors = [], []
+    for r in records:
+        try:
+            paths = [resolve_image_path(p, root) for p in r.images]
+            images = [load_image(p) for p in paths]  # refuses bombs and broken files now, not mid-training
+            if r.target is None:
+                raise ValueError("no ground-truth box")
+            if cfg.max_prompt_length:
+                n = prompt_length(processor, r, images)
+                if n > cfg.max_prompt_length:
+                    raise ValueError(
+                        f"prompt is {n} tokens with its {len(images)} image(s), over max_prompt_length "
+                        f"{cfg.max_prompt_length}; truncating it would cut image tokens, so it is skipped"
+                    )
+            target = target_in_model_space(r, [image_size(p) for p in paths], Space(cfg.coords), sizing)
+        except (ImageError, ValueError) as exc:
+            errors.append(f"record {r.id}: {exc}")
+            continue
+        rows.append({"prompt": [user_message(r)], "images": [str(p) for p in paths], "target": target, "id": r.id})
+    if not rows:
+        return None, errors
+    return Dataset.from_list(rows).cast_column("images", List(Image())), errors
+
+
+class MigrlGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer with rollout logging and optional online filtering of zero-variance groups.
+
+    Overrides two private methods of trl 1.16 (``_calculate_rewards``, ``_generate_and_score_completions``):
+    TRL has no hook for either; the version is pinned in pyproject.toml.
+    """
+
+    def __init__(self, *args: Any, dynamic_filter: bool = False, rollout_log: Path | None = None,
+                 rollout_log_every: int = 10, rollout_log_count: int = 4, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.dynamic_filter = dynamic_filter
+        self.rollout_log, self.rollout_log_every, self.rollout_log_count = rollout_log, rollout_log_every, rollout_log_count
+        self._last_rewards: torch.Tensor | None = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards = rewards
+        self._log_rollouts(inputs, completions, rewards)
+        return rewards
+
+    def _log_rollouts(self, inputs: list[dict], completions: list[Any], rewards: torch.Tensor) -> None:
+        step = self.state.global_step
+        if not self.rollout_log or not self.rollout_log_every or step % self.rollout_log_every or not self.accelerator.is_main_process:
+            return
+        from migrl.rewards import completion_text
+
+        names = [getattr(f, "__name__", str(f)) for f in self.reward_funcs]
+        lines = []
+        for i in range(min(self.rollout_log_count, len(inputs))):
+            text = completion_text(completions[i])
+            box = parse_answer(text).first_box
+            lines.append(json.dumps({
+                "step": step,
+                "id": inputs[i].get("id"),
+                "completion": text,
+                "parsed_box": list(box.bbox) if box else None,
+                "parsed_image": box.image_index if box else None,
+                "target": inputs[i].get("target"),
+                "rewards": {n: float(rewards[i, j]) for j, n in enumerate(names)},
+            }))
+        self.rollout_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.rollout_log, "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        if not (self.dynamic_filter and self.model.training and self._last_rewards is not None):
+            return out
+        g = self.num_generations
+        weights = self.reward_weights.to(self._last_rewards.device)
+        total = (self._last_rewards * weights).nansum(dim=1).view(-1, g)
+        informative = total.std(dim=1) > 1e-6
+        n = len(inputs)
+        start = self.accelerator.process_index * n
+        keep = informative.repeat_interleave(g)[start : start + n].to(out["completion_mask"].device)
+        out["completion_mask"] = out["completion_mask"] * keep.unsqueeze(1).to(out["completion_mask"].dtype)
+        if "num_items_in_batch" in out:
+            out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
+        self._metrics["train"]["dynamic_filter/kept_group_frac"].append(informative.float().mean().item())
+        return out
+
+
+def _adapt_to_device(cfg: GRPOStageConfig) -> None:
+    if not torch.cuda.is_available():
+        cfg.use_cpu, cfg.bf16, cfg.fp16, cfg.gradient_checkpointing = True, False, False, False
+
+
+def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
+    from peft import LoraConfig
+    from transformers.trainer_utils import get_last_checkpoint
+
+    _adapt_to_device(cfg)
+    model_path = resolve_model_path(cfg.model_name_or_path)
+    processor = load_processor(model_path)
+    model = load_model(model_path, dtype=torch.float32 if cfg.use_cpu else None)
+    if cfg.freeze_vision:
+        freeze_vision(model)
+    loaded = load_records(cfg.data)
+    dataset, errors = build_dataset(loaded.records, data_root(cfg.data), processor, cfg)
+    errors = loaded.errors + errors
+    if dataset is None:
+        raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")
+    unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
+    if unknown:
+        raise ValueError(f"unknown reward(s) {unknown}; known: {sorted(REWARD_FUNCS)}")
+    cfg.remove_unused_columns = False  # the reward functions read the `target` column
+    peft_config = None
+    if cfg.use_lora:
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+    out = Path(cfg.output_dir)
+    trainer = MigrlGRPOTrainer(
+        model=model,
+        reward_funcs=[guarded(REWARD_FUNCS[r]) if cfg.reward_guards else REWARD_FUNCS[r] for r in cfg.rewards],
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        dynamic_filter=cfg.dynamic_filter,
+        rollout_log=out / "rollouts.jsonl",
+        rollout_log_every=cfg.rollout_log_every,
+        rollout_log_count=cfg.rollout_log_count,
+    )
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=last)
+    final = trainer.model
+    if cfg.use_lora and cfg.merge:
+        final = final.merge_and_unload()
+    final.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(dataset), "errors": errors,
+               "first_log": history[0] if history else None, "last_log": history[-1] if history else None}
+    write_json_atomic(out / "grpo_summary.json", summary)
+    return summary

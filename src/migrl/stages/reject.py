@@ -1,0 +1,115 @@
+"""``migrl reject``: rejection sampling -- keep the items the SFT model gets sometimes right.
+
+The merged CoT-SFT model answers each RL item ``k`` times; items answered right every time (nothing
+to learn) or wrong every time (no signal: every reward of a GRPO group would be equal) are dropped.
+Answers are judged with the shared reward module (IoU >= 0.5 in the model's own space).
+
+Files in ``--out``: ``samples.jsonl`` (each item's k answers, appended batch by batch; a rerun after
+``kill -9`` samples only what is missing), ``rl.jsonl`` (the kept records) and ``stats.json`` (per
+task: asked, kept, all_right, all_wrong), rebuilt from the samples and written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from migrl.boxes import Space
+from migrl.engines.hf import HFEngine, SamplingParams
+from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
+from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
+from migrl.records import Record, data_root, load_records
+from migrl.rewards import is_correct, target_in_model_space
+
+
+@dataclass
+class RejectConfig:
+    model: str | None = None  # the merged SFT model folder
+    data: str = ""  # the RL pool (records JSONL)
+    out: str = "runs/reject"
+    k: int = 8  # samples per item
+    temperature: float = 1.0
+    max_new_tokens: int = 1024
+    batch_size: int = 32  # completions per forward
+    coords: str = Space.QWEN25.value  # the space the model answers in
+    chunk: int = 64  # items whose images are loaded at once
+
+
+def verdict(texts: list[str], target: dict[str, Any]) -> str:
+    right = sum(is_correct(t, target) for t in texts)
+    if right == len(texts):
+        return "all_right"
+    if right == 0:
+        return "all_wrong"
+    return "kept"
+
+
+def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog, params: SamplingParams, chunk: int) -> list[str]:
+    """Sample k answers for records not yet in ``log``; returns errors of records that cannot run."""
+    from migrl.stages.evaluate import request_for
+
+    errors: list[str] = []
+    todo = [r for r in records if r.id not in log]
+    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="reject", unit="item")
+    for start in range(0, len(todo), chunk):
+        part, requests = [], []
+        for r in todo[start : start + chunk]:
+            try:
+                requests.append(request_for(r, root))
+                part.append(r)
+            except ImageError as exc:
+                errors.append(f"record {r.id}: {exc}")
+                bar.update(1)
+
+        def save(indices: list[int], outs: list[list[str]]) -> None:
+            log.append({"id": part[i].id, "samples": o} for i, o in zip(indices, outs))
+            bar.update(len(indices))
+
+        engine.generate(requests, params, on_batch=save)
+    bar.close()
+    return errors
+
+
+def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, sizing: ImageSizing) -> tuple[list[dict], dict[str, Any], list[str]]:
+    kept, errors = [], []
+    stats: dict[str, Any] = {"asked": 0, "kept": 0, "all_right": 0, "all_wrong": 0, "tasks": {}}
+    for r in records:
+        row = log.rows.get(r.id)
+        if row is None:
+            continue
+        try:
+            sizes = [image_size(resolve_image_path(p, root)) for p in r.images]
+        except ImageError as exc:
+            errors.append(f"record {r.id}: {exc}")
+            continue
+        v = verdict(row["samples"], target_in_model_space(r, sizes, coords, sizing))
+        per = stats["tasks"].setdefault(r.task, {"asked": 0, "kept": 0, "all_right": 0, "all_wrong": 0})
+        for d in (stats, per):
+            d["asked"] += 1
+            d[v] += 1
+        if v == "kept":
+            kept.append(r.with_absolute_images(root).to_dict())
+    return kept, stats, errors
+
+
+def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
+    from migrl.models.loading import load_model, load_processor
+
+    processor = processor or load_processor(cfg.model)
+    model = model or load_model(cfg.model)
+    sizing = ImageSizing.from_processor(processor)
+    loaded = load_records(cfg.data)
+    root = data_root(cfg.data)
+    out = Path(cfg.out)
+    log = AppendLog(out / "samples.jsonl")
+    engine = HFEngine(model, processor, batch_size=cfg.batch_size)
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
+    errors = loaded.errors + sample_items(engine, loaded.records, root, log, params, cfg.chunk)
+    kept, stats, more = summarize(loaded.records, log, root, Space(cfg.coords), sizing)
+    stats["errors"] = errors + more
+    write_jsonl_atomic(out / "rl.jsonl", kept)
+    write_json_atomic(out / "stats.json", stats)
+    return stats

@@ -1,0 +1,206 @@
+"""``migrl sft``: the cold start -- TRL's SFTTrainer on multi-image chat records, LoRA by default.
+
+The paper's stage 1: LoRA on the language model (lr 1e-4 cosine, batch 32, max length 1024), the
+vision encoder and the projector (merger) frozen, loss on the assistant tokens only, then the LoRA
+merged into a plain model folder. Also its baselines: SFT without CoT (the answer only,
+``cot: false``) and full fine-tuning (``use_lora: false``).
+
+Records whose prompt and answer do not fit ``max_length`` are skipped with an error naming them:
+TRL would truncate them through their image tokens, which fails later with "image features and image
+tokens do not match".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from migrl.boxes import Space, format_answer
+from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
+from migrl.jsonl import write_json_atomic
+from migrl.models.loading import load_model, load_processor, resolve_model_path
+from migrl.prompts import chat_messages
+from migrl.records import Record, data_root, load_records
+
+# The language model's linear layers only: the vision tower has gate/up/down_proj too.
+LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass
+class SFTStageConfig(SFTConfig):
+    """TRL's SFTConfig plus what the stage needs; recipes are YAML files of these fields."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "model folder (default: the shipped tiny base)"})
+    data: str = field(default="", metadata={"help": "SFT records JSONL (records with a 'response')"})
+    cot: bool = field(default=True, metadata={"help": "train on the chain of thought; false = answer only (plain SFT baseline)"})
+    use_lora: bool = field(default=True, metadata={"help": "LoRA on the language model; false = full fine-tuning"})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = LANGUAGE_MODEL_LINEARS
+    freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower and the merger (projector)"})
+    merge: bool = field(default=True, metadata={"help": "merge the LoRA and save a plain model folder"})
+    coords: str = field(default=Space.QWEN25.value, metadata={"help": "space of the answers (answer-only baseline)"})
+    min_pixels: int = field(default=0, metadata={"help": "override the model's image-size setting (0 = keep)"})
+    max_pixels: int = 0
+
+
+class RecordDataset(torch.utils.data.Dataset):
+    """SFT examples loaded lazily: images are decoded when a batch needs them."""
+
+    def __init__(self, records: list[Record], root: Path, cot: bool, answers: dict[str, str]):
+        self.records, self.root, self.cot, self.answers = records, root, cot, answers
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r = self.records[i]
+        if not self.cot:
+            r = r.with_response(self.answers[r.id])
+        images = [load_image(resolve_image_path(p, self.root)) for p in r.images]
+        return {"images": images, "messages": chat_messages(r, cot=self.cot, with_response=True)}
+
+
+def training_dataset(records: list[Record], root: Path, cot: bool, answers: dict[str, str]) -> Any:
+    """A ``datasets.Dataset`` of (messages, images) as TRL's vision collator reads it; images are paths
+    decoded when a batch needs them (the ``Image`` feature), not held in memory."""
+    from datasets import Dataset, Image, List
+
+    rows = []
+    for r in records:
+        if not cot:
+            r = r.with_response(answers[r.id])
+        rows.append({
+            "messages": chat_messages(r, cot=cot, with_response=True),
+            "images": [str(resolve_image_path(p, root)) for p in r.images],
+        })
+    return Dataset.from_list(rows).cast_column("images", List(Image()))
+
+
+def answer_only(record: Record, size: tuple[int, int], space: Space, sizing: ImageSizing) -> str:
+    """The plain-SFT target: the ground-truth box in the model's space, no reasoning."""
+    from migrl.boxes import convert
+
+    gt = record.target
+    return format_answer(convert(gt.bbox, gt.space, space, size, sizing), gt.image_index)
+
+
+def fit_records(records: list[Record], root: Path, processor: Any, max_length: int | None, cot: bool,
+                answers: dict[str, str]) -> tuple[list[Record], list[str]]:
+    """Records that load and fit ``max_length``, and an error for each one that does not."""
+    dataset = RecordDataset(records, root, cot, answers)
+    kept, errors = [], []
+    for i, record in enumerate(records):
+        try:
+            example = dataset[i]
+        except (ImageError, ValueError) as exc:
+            errors.append(f"record {record.id}: {exc}")
+            continue
+        if max_length:
+            ids = processor.apply_chat_template(
+                [_with_images(example)], tokenize=True, return_dict=True, processor_kwargs={"padding": False}
+            )["input_ids"][0]
+            if len(ids) > max_length:
+                errors.append(f"record {record.id}: {len(ids)} tokens with its images, over max_length {max_length}; skipped")
+                continue
+        kept.append(record)
+    return kept, errors
+
+
+def _with_images(example: dict[str, Any]) -> list[dict[str, Any]]:
+    images = iter(example["images"])
+    out = []
+    for m in example["messages"]:
+        content = m["content"]
+        if isinstance(content, list):
+            content = [{**p, "image": next(images)} if p.get("type") == "image" else p for p in content]
+        out.append({**m, "content": content})
+    return out
+
+
+def _adapt_to_device(cfg: SFTStageConfig) -> None:
+    if not torch.cuda.is_available():
+        # TRL turns bf16 and gradient checkpointing on by default; on a CPU both only cost time.
+        cfg.use_cpu, cfg.bf16, cfg.fp16 = True, False, False
+        cfg.gradient_checkpointing = False
+
+
+def freeze_vision(model: Any) -> None:
+    """The vision tower and the merger (``model.model.visual``) get no gradient."""
+    for p in model.model.visual.parameters():
+        p.requires_grad_(False)
+
+
+def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
+    from peft import LoraConfig
+
+    _adapt_to_device(cfg)
+    model_path = resolve_model_path(cfg.model_name_or_path)
+    sizing = None
+    if cfg.min_pixels or cfg.max_pixels:
+        base = ImageSizing.from_processor(load_processor(model_path))
+        sizing = ImageSizing(cfg.min_pixels or base.min_pixels, cfg.max_pixels or base.max_pixels)
+    processor = load_processor(model_path, sizing)
+    sizing = ImageSizing.from_processor(processor)
+    model = load_model(model_path, dtype=torch.float32 if cfg.use_cpu else None)
+    if cfg.freeze_vision:
+        freeze_vision(model)
+
+    loaded = load_records(cfg.data)
+    root = data_root(cfg.data)
+    records = [r for r in loaded.records if cfg.cot is False or r.response is not None]
+    answers: dict[str, str] = {}
+    if not cfg.cot:
+        from migrl.images import image_size
+
+        for r in records:
+            size = image_size(resolve_image_path(r.images[r.target.image_index], root))
+            answers[r.id] = answer_only(r, size, Space(cfg.coords), sizing)
+    records, errors = fit_records(records, root, processor, cfg.max_length, cfg.cot, answers)
+    errors = loaded.errors + errors
+    if not records:
+        raise ValueError(f"{cfg.data}: no usable SFT records ({len(errors)} errors; first: {errors[:1]})")
+
+    cfg.assistant_only_loss = True
+    cfg.remove_unused_columns = False
+    cfg.dataset_kwargs = {"skip_prepare_dataset": True}
+    peft_config = None
+    if cfg.use_lora:
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=cfg.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
+    trainer = SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=training_dataset(records, root, cfg.cot, answers),
+        processing_class=processor,
+        peft_config=peft_config,
+    )
+    result = trainer.train(resume_from_checkpoint=_last_checkpoint(cfg))
+    out = Path(cfg.output_dir)
+    final = trainer.model
+    if cfg.use_lora and cfg.merge:
+        final = final.merge_and_unload()
+    final.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(records), "errors": errors}
+    write_json_atomic(out / "sft_summary.json", summary)
+    return summary
+
+
+def _last_checkpoint(cfg: SFTStageConfig) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(cfg.output_dir)
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
