@@ -24,6 +24,36 @@ def test_eval_writes_predictions_and_scores(world_test, base_model, tmp_path):
     assert again["avg"] == scores["avg"] and len(read_jsonl(tmp_path / "ev" / "predictions.jsonl")) == 30
 
 
+def test_eval_runs_a_benchmark_file_and_scores_it_by_its_protocol(base_model, tmp_path):
+    """A MIG-Bench-format file with images of different sizes: the model's qwen25 boxes are scored
+    by the official rule after conversion through each target image's own size."""
+    from PIL import Image
+
+    from migrl.images import ImageSizing
+    from migrl.scoring.migbench import score_migbench
+
+    root = tmp_path / "bench"
+    (root / "MIG-Bench" / "images").mkdir(parents=True)
+    data = []
+    for i, (task, size) in enumerate([("common_object", (120, 100)), ("region", (96, 128)), ("multi_view", (140, 105))]):
+        paths = []
+        for j in range(2):
+            rel = f"./MIG-Bench/images/{i}_{j}.png"
+            Image.new("RGB", size, (40 * j, 90, 160)).save(root / rel)
+            paths.append(rel)
+        data.append({"task": task, "images": paths, "question": "Locate the red circle in the 1th image.",
+                     "answer": [0.1, 0.2, 0.5, 0.6], "additional_info": "", "need_format": True})
+    (root / "MIG_data.json").write_text(json.dumps(data))
+    model, processor = base_model
+    cfg = EvalConfig(data=str(root / "MIG_data.json"), out=str(tmp_path / "ev"), benchmark="mig-bench",
+                     image_root=str(root), max_new_tokens=24)
+    scores = evaluate(cfg, model, processor)
+    preds = {r["id"]: r["text"] for r in read_jsonl(tmp_path / "ev" / "predictions.jsonl")}
+    assert set(preds) == {"0", "1", "2"}
+    official = score_migbench(root / "MIG_data.json", preds, "qwen25", root, ImageSizing.from_processor(processor))
+    assert scores["tasks"] == official["tasks"] and set(scores["tasks"]) == {"common_object", "region", "multi_view"}
+
+
 def test_append_log_drops_a_torn_line_and_dedupes(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"id": "a", "text": "1"}\n{"id": "b", "te')

@@ -36,15 +36,22 @@ def test_splits_differ():
 
 
 def test_target_object_pixels_have_its_colour():
-    from migrl.data.scenes import COLOURS
+    from migrl.data.scenes import COLOURS, SHADE
 
     for task in ("common_object", "refer_grounding", "group_grounding"):
         item = generate(task, 0, "test", 1)
         name = item.cot[-1][len("Locate the ") :].split(" in image")[0]
         colour = COLOURS[name.split(" ")[0]]
         x1, y1, x2, y2 = item.target_box
-        centre = item.images[item.target_image].getpixel(((x1 + x2) // 2, (y1 + y2) // 2))
-        assert max(abs(a - b) for a, b in zip(centre, colour)) < 20
+        image = item.images[item.target_image]
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        centre = image.getpixel((cx, cy))
+        # The light across the picture adds SHADE * (x/w - 0.5) to red and SHADE * (y/h - 0.5) to blue.
+        shade = (SHADE * (cx / (image.width - 1) - 0.5), 0.0, SHADE * (cy / (image.height - 1) - 0.5))
+        expected = [c + s for c, s in zip(colour, shade)]
+        assert max(abs(a - b) for a, b in zip(centre, expected)) < 12
+        nearest = min(COLOURS, key=lambda n: sum((a - b) ** 2 for a, b in zip(centre, COLOURS[n])))
+        assert nearest == name.split(" ")[0]
 
 
 def test_written_split_and_gold_answers_score_100(world_test):

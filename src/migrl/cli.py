@@ -9,6 +9,9 @@ from pathlib import Path
 
 from migrl.boxes import Space
 
+# Real benchmarks scored by ``migrl score`` besides mig-bench and the world (migrl.benchmarks).
+BENCHMARK_NAMES = ("mc-bench", "lisa", "ref-l4", "revos", "odinw", "blink", "mmiu")
+
 
 def _sizing_for(args: argparse.Namespace, default):
     from migrl.images import ImageSizing
@@ -54,6 +57,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         coords=args.coords,
         cot=not args.no_cot,
         limit_per_task=args.limit_per_task,
+        benchmark=args.benchmark,
+        image_root=args.image_root,
     )
     scores = evaluate(cfg)
     print(json.dumps({k: scores[k] for k in ("tasks", "avg", "id_avg", "ood_avg")}, indent=2))
@@ -74,6 +79,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         sizing = _sizing_for(args, ImageSizing())
         result = score_migbench(args.data, preds.texts, args.coords, args.image_root, sizing)
+    elif args.benchmark != "world":
+        from migrl.benchmarks import score_benchmark
+
+        sizing = _sizing_for(args, ImageSizing())
+        result = score_benchmark(args.benchmark, args.data, preds.texts, Space(args.coords), args.image_root, sizing)
     else:
         from migrl.records import data_root, load_records
         from migrl.scoring.grounding import score_records
@@ -87,16 +97,99 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from migrl.sources.prepare import prepare
+
+    stats = prepare(args.config, args.out, seed=args.seed)
+    pools = stats.get("pools", {})
+    print(json.dumps({name: {k: pool.get(k) for k in ("written", "short")} for name, pool in pools.items()}, indent=2))
+    errors = sum(src.get("errors_total", 0) for src in stats.get("sources", {}).values())
+    if errors:
+        print(f"{errors} bad source records skipped; see {Path(args.out) / 'prepare_stats.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from migrl.images import TINY_SIZING
+    from migrl.report.build import write_report
+
+    runs = {}
+    for spec in args.run:
+        label, sep, folder = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--run expects LABEL=EVAL_FOLDER, got {spec!r}")
+        runs[label] = Path(folder)
+    sizing = _sizing_for(args, TINY_SIZING)
+    md, html = write_report(runs, Path(args.data), Path(args.out), benchmark=args.benchmark,
+                            pictures_per_task=args.pictures_per_task, coords=Space(args.coords), sizing=sizing)
+    print(f"wrote {md} and {html}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from migrl.plan import plan_table
+
+    print(plan_table(args.model, gpus=args.gpus, gpu_gb=args.gpu_gb, prompt_tokens=args.prompt_tokens,
+                     completion_tokens=args.completion_tokens, lora_r=args.lora_r))
+    return 0
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from migrl.images import TINY_SIZING, ImageSizing
+    from migrl.stages.synthesize import SynthesizeConfig, synthesize
+
+    cfg = SynthesizeConfig(
+        data=args.data, out=args.out, k=args.k, keep=args.keep,
+        tasks=tuple(args.tasks.split(",")) if args.tasks else (), limit=args.limit,
+    )
+    teacher_sizing = ImageSizing(args.teacher_min_pixels, args.teacher_max_pixels)
+    if args.teacher == "scripted":
+        from migrl.engines.scripted import ScriptedTeacher
+
+        teacher = ScriptedTeacher(seed=args.seed, sizing=teacher_sizing, coords=Space(args.teacher_coords))
+    elif args.teacher == "openai":
+        from migrl.engines.teachers import OpenAITeacher
+
+        teacher = OpenAITeacher.from_args(args, teacher_sizing)
+    else:
+        from migrl.engines.teachers import HFTeacher
+
+        teacher = HFTeacher.from_args(args)
+    student_sizing = _sizing_for(args, TINY_SIZING)
+    stats = synthesize(cfg, teacher, Space(args.student_coords), student_sizing)
+    print(json.dumps({k: stats[k] for k in ("asked", "kept", "dropped")}))
+    for err in stats["errors"]:
+        print(f"skipped: {err}", file=sys.stderr)
+    return 1 if stats["errors"] else 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from migrl.stages.reject import RejectConfig, reject
+
+    cfg = RejectConfig(
+        model=args.model, data=args.data, out=args.out, k=args.k, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, coords=args.coords,
+    )
+    stats = reject(cfg)
+    print(json.dumps({k: stats[k] for k in ("asked", "kept", "all_right", "all_wrong")}))
+    for err in stats["errors"]:
+        print(f"skipped: {err}", file=sys.stderr)
+    return 1 if stats["errors"] else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from migrl.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=args.out, per_task=args.per_task, seed=args.seed, batch_size=args.batch_size))
+    run_demo(DemoConfig(out=args.out, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
+                        batch_size=args.batch_size, until=args.until))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="migrl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("sft", help="cold-start SFT (LoRA, frozen vision, merge): migrl sft --config recipes/demo/sft.yaml [--field value ...]")
+    sub.add_parser("grpo", help="GRPO with IoU + format rewards: migrl grpo --config recipes/demo/grpo.yaml [--field value ...]")
 
     w = sub.add_parser("world", help="write the embedded multi-image world (records + images)")
     w.add_argument("--out", default="runs/world")
@@ -108,15 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("pretrain-base", help="pretrain the tiny base model from scratch (~30 min on 2 cores)")
     b.add_argument("--out", default="runs/tiny-base")
-    b.add_argument("--steps", type=int, default=1500)
+    b.add_argument("--steps", type=int, default=2200)
     b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--lr", type=float, default=1.5e-3)
+    b.add_argument("--lr", type=float, default=1e-3)
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_pretrain_base)
 
-    e = sub.add_parser("eval", help="generate answers for a records file and score Acc@0.5 (resumable)")
+    e = sub.add_parser("eval", help="generate answers for a records file or a benchmark and score them (resumable)")
     e.add_argument("--model", default=None, help="model folder (default: the shipped tiny base)")
-    e.add_argument("--data", required=True, help="records JSONL")
+    e.add_argument("--data", required=True, help="records JSONL, or the benchmark's official annotation file")
+    e.add_argument("--benchmark", default="records", choices=["records", "mig-bench", *sorted(BENCHMARK_NAMES)],
+                   help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
+    e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--max-new-tokens", type=int, default=192)
@@ -126,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("score", help="score a predictions JSONL without a model")
-    s.add_argument("--benchmark", required=True, choices=["mig-bench", "world"])
-    s.add_argument("--data", required=True, help="MIG_data.json, or a records JSONL for 'world'")
+    s.add_argument("--benchmark", required=True, choices=["mig-bench", "world", *sorted(BENCHMARK_NAMES)])
+    s.add_argument("--data", required=True, help="the benchmark's official annotation file (MIG_data.json, ...), or a records JSONL for 'world'")
     s.add_argument("--predictions", required=True, help='JSONL of {"id": ..., "text": ...}')
     s.add_argument("--coords", default=Space.QWEN2.value, choices=[s.value for s in Space], help="space of the model's numbers")
     s.add_argument("--image-root", default=None, help="folder the records' image paths are relative to")
@@ -136,16 +232,119 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-pixels", type=int, default=0)
     s.set_defaults(func=cmd_score)
 
+    rp = sub.add_parser("report", help="Markdown + HTML report: per-task tables, the paper beside ours, box pictures")
+    rp.add_argument("--run", action="append", required=True, help="LABEL=EVAL_FOLDER (scores.json + predictions.jsonl); repeat")
+    rp.add_argument("--data", required=True, help="the records JSONL the runs were evaluated on")
+    rp.add_argument("--out", default="runs/report")
+    rp.add_argument("--benchmark", default="world", help="world, mig-bench, ...: which paper table to put beside ours")
+    rp.add_argument("--pictures-per-task", type=int, default=2)
+    rp.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    rp.add_argument("--model", default=None, help="read min/max pixels from this model folder (default: the tiny base's)")
+    rp.add_argument("--min-pixels", type=int, default=0)
+    rp.add_argument("--max-pixels", type=int, default=0)
+    rp.set_defaults(func=cmd_report)
+
+    pl = sub.add_parser("plan", help="per-GPU memory plan of the paper's SFT and GRPO for a Qwen2.5-VL size")
+    pl.add_argument("--model", default="7b", choices=["3b", "7b", "32b", "72b"])
+    pl.add_argument("--gpus", type=int, default=8)
+    pl.add_argument("--gpu-gb", type=float, default=80.0)
+    pl.add_argument("--prompt-tokens", type=int, default=1500, help="prompt length with its image tokens")
+    pl.add_argument("--completion-tokens", type=int, default=1024)
+    pl.add_argument("--lora-r", type=int, default=64)
+    pl.set_defaults(func=cmd_plan)
+
+    pr = sub.add_parser("prepare", help="build the cold-start mix and the RL pool from local training sources (YAML recipe)")
+    pr.add_argument("--config", required=True, help="e.g. recipes/paper/prepare.yaml")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    pr.set_defaults(func=cmd_prepare)
+
+    y = sub.add_parser("synthesize", help="teacher CoT answers, k per item, kept when all k are right (resumable)")
+    y.add_argument("--data", required=True, help="records JSONL (the training pool)")
+    y.add_argument("--out", default="runs/synthesize")
+    y.add_argument("--teacher", default="scripted", choices=["scripted", "openai", "hf"])
+    y.add_argument("--k", type=int, default=4, help="answers per item (the paper: 4)")
+    y.add_argument("--keep", default="best", choices=["best", "all"], help="answers kept per kept item")
+    y.add_argument("--tasks", default="", help="comma-separated tasks to use (default: all in the file)")
+    y.add_argument("--limit", type=int, default=0)
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--teacher-coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    y.add_argument("--teacher-min-pixels", type=int, default=3136, help="the teacher's processor setting")
+    y.add_argument("--teacher-max-pixels", type=int, default=12845056)
+    y.add_argument("--student-coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    y.add_argument("--model", default=None, help="the student model folder (its image-size setting)")
+    y.add_argument("--min-pixels", type=int, default=0)
+    y.add_argument("--max-pixels", type=int, default=0)
+    y.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible server (teacher openai)")
+    y.add_argument("--teacher-model", default="", help="model name on the server, or a local folder (teacher hf)")
+    y.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    y.add_argument("--concurrency", type=int, default=16)
+    y.add_argument("--timeout", type=float, default=120.0)
+    y.add_argument("--temperature", type=float, default=0.7)
+    y.add_argument("--max-new-tokens", type=int, default=1024)
+    y.set_defaults(func=cmd_synthesize)
+
+    r = sub.add_parser("reject", help="rejection sampling: keep items the SFT model answers sometimes right (resumable)")
+    r.add_argument("--model", required=True, help="the merged CoT-SFT model folder")
+    r.add_argument("--data", required=True, help="the RL pool (records JSONL)")
+    r.add_argument("--out", default="runs/reject")
+    r.add_argument("--k", type=int, default=8, help="samples per item")
+    r.add_argument("--temperature", type=float, default=1.0)
+    r.add_argument("--max-new-tokens", type=int, default=1024)
+    r.add_argument("--batch-size", type=int, default=32, help="completions per forward")
+    r.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    r.set_defaults(func=cmd_reject)
+
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--per-task", type=int, default=40, help="test items per task")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--train-per-task", type=int, default=150, help="training items per in-domain task")
     d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--until", default="base", choices=["base", "cot_sft", "rl"], help="the last stage to run")
     d.set_defaults(func=cmd_demo)
     return p
 
 
+TRL_STAGES = {"sft", "grpo"}  # configured by a YAML recipe + command-line overrides through TRL's parser
+
+
+def cpu_overrides(argv: list[str]) -> list[str]:
+    """Without a GPU, a GPU recipe (bf16, gradient checkpointing) would be refused by TrainingArguments;
+    run it on the CPU instead and say so."""
+    import torch
+
+    if torch.cuda.is_available() or "--use_cpu" in argv:
+        return argv
+    print("[migrl] no GPU: running on the CPU (use_cpu=true, bf16/fp16/gradient_checkpointing off)", file=sys.stderr)
+    return argv + ["--use_cpu", "true", "--bf16", "false", "--fp16", "false", "--gradient_checkpointing", "false"]
+
+
+def run_trl_stage(stage: str, argv: list[str]) -> int:
+    from trl import TrlParser
+
+    argv = cpu_overrides(argv)
+
+    if stage == "sft":
+        from migrl.stages.sft import SFTStageConfig, train_sft
+
+        (cfg,) = TrlParser(dataclass_types=[SFTStageConfig], prog="migrl sft").parse_args_and_config(args=argv)
+        summary = train_sft(cfg)
+    else:
+        from migrl.stages.grpo import GRPOStageConfig, train_grpo
+
+        (cfg,) = TrlParser(dataclass_types=[GRPOStageConfig], prog="migrl grpo").parse_args_and_config(args=argv)
+        summary = train_grpo(cfg)
+    print(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
+    for err in summary["errors"]:
+        print(f"skipped: {err}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TRL_STAGES:
+        return run_trl_stage(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,7 +1,13 @@
-"""``migrl demo``: the loop on the embedded default -- the world, the shipped tiny base, scores.
+"""``migrl demo``: the loop on the embedded default, on a CPU.
 
-Writes ``<out>/report.json``: ``{"seconds": total, "stages": {"base": {"tasks", "id_avg",
-"ood_avg", "avg"}}}`` (percent) and prints a table.
+world -> evaluate the shipped tiny base -> synthesize (scripted teacher, k=4, consistency filter)
+-> sft (LoRA, merge) -> evaluate -> reject -> grpo -> evaluate. Each stage runs the same code as its
+own command, configured by the recipes in ``recipes/demo/``. Writes ``<out>/report.json``::
+
+    {"seconds": total, "synthesis": {"asked": N, "kept": M},
+     "stages": {"base": {"tasks", "id_avg", "ood_avg", "avg"}, "cot_sft": {...}, "rl": {...}}}
+
+(percent), and prints a table. ``--until`` stops after a stage.
 """
 
 from __future__ import annotations
@@ -15,35 +21,114 @@ from migrl.jsonl import write_json_atomic
 from migrl.report.tables import stage_table
 
 REPORT_KEYS = ("tasks", "id_avg", "ood_avg", "avg")
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "demo"
+STAGES = ("base", "cot_sft", "rl")
 
 
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
     per_task: int = 40  # test items per task
+    train_per_task: int = 150  # training items per in-domain task (the synthesis pool)
+    rl_per_task: int = 40  # RL pool items per in-domain task (before rejection sampling)
     seed: int = 0
     batch_size: int = 32
+    until: str = "rl"  # the last stage to run: base, cot_sft or rl
 
 
 def _stage_scores(scores: dict[str, Any]) -> dict[str, Any]:
     return {k: scores[k] for k in REPORT_KEYS}
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    from migrl.data.world import write_split
-    from migrl.stages.evaluate import EvalConfig, evaluate
+def _recipe(name: str, **overrides: Any) -> list[str]:
+    """Command-line arguments for a TRL-configured stage: the demo recipe plus overrides."""
+    args = ["--config", str(RECIPES / f"{name}.yaml")]
+    for key, value in overrides.items():
+        args += [f"--{key}", str(value)]
+    return args
 
-    start = time.time()
-    out = Path(cfg.out)
-    print(f"[demo] writing the world's test split to {out / 'world'}")
-    test = write_split(out / "world", "test", cfg.per_task, seed=cfg.seed)
-    report: dict[str, Any] = {"seconds": 0.0, "stages": {}}
-    print("[demo] evaluating the shipped tiny base")
-    base = evaluate(EvalConfig(model=None, data=str(test), out=str(out / "eval" / "base"), batch_size=cfg.batch_size))
-    report["stages"]["base"] = _stage_scores(base)
-    report["seconds"] = round(time.time() - start, 1)
-    write_json_atomic(out / "report.json", report)
-    print()
-    print(stage_table(report["stages"]))
-    print(f"\n[demo] {report['seconds']:.0f} s; report: {out / 'report.json'}")
-    return report
+
+class Demo:
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.start = time.time()
+        self.report: dict[str, Any] = {"seconds": 0.0, "stages": {}}
+
+    def say(self, message: str) -> None:
+        print(f"[demo {time.time() - self.start:5.0f} s] {message}", flush=True)
+
+    def save(self) -> None:
+        self.report["seconds"] = round(time.time() - self.start, 1)
+        write_json_atomic(self.out / "report.json", self.report)
+
+    def evaluate(self, stage: str, model: str | None, test: Path) -> None:
+        from migrl.stages.evaluate import EvalConfig, evaluate
+
+        self.say(f"evaluating {stage}")
+        cfg = EvalConfig(model=model, data=str(test), out=str(self.out / "eval" / stage), batch_size=self.cfg.batch_size)
+        self.report["stages"][stage] = _stage_scores(evaluate(cfg))
+        self.save()
+
+    def run(self) -> dict[str, Any]:
+        from migrl.data.world import ID_TASKS, write_split
+
+        cfg = self.cfg
+        self.say(f"writing the world to {self.out / 'world'}")
+        test = write_split(self.out / "world", "test", cfg.per_task, seed=cfg.seed)
+        self.evaluate("base", None, test)
+        if cfg.until != "base":
+            train = write_split(self.out / "world", "train", cfg.train_per_task, seed=cfg.seed, tasks=ID_TASKS)
+            sft_model = self.cold_start(train)
+            self.evaluate("cot_sft", str(sft_model), test)
+            if cfg.until == "rl":
+                pool = write_split(self.out / "world_rl", "train", cfg.rl_per_task, seed=cfg.seed + 1, tasks=ID_TASKS)
+                rl_model = self.reinforce(sft_model, pool)
+                self.evaluate("rl", str(rl_model), test)
+        self.save()
+        print()
+        print(stage_table(self.report["stages"]))
+        print(f"\n[demo] {self.report['seconds']:.0f} s; report: {self.out / 'report.json'}")
+        return self.report
+
+    def cold_start(self, train: Path) -> Path:
+        from migrl.engines.scripted import ScriptedTeacher
+        from migrl.stages.sft import SFTStageConfig, train_sft
+        from migrl.stages.synthesize import SynthesizeConfig, synthesize
+        from trl import TrlParser
+
+        self.say("synthesizing chains of thought with the scripted teacher (k=4, keep items right 4/4)")
+        stats = synthesize(SynthesizeConfig(data=str(train), out=str(self.out / "synthesize")), ScriptedTeacher(seed=self.cfg.seed))
+        self.report["synthesis"] = {"asked": stats["asked"], "kept": stats["kept"]}
+        self.save()
+        self.say(f"kept {stats['kept']} of {stats['asked']}; LoRA cold start")
+        out = self.out / "sft"
+        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed)
+        (sft_cfg,) = TrlParser(dataclass_types=[SFTStageConfig]).parse_args_and_config(args=args)
+        train_sft(sft_cfg)
+        return out
+
+
+    def reinforce(self, sft_model: Path, pool: Path) -> Path:
+        from migrl.stages.grpo import GRPOStageConfig, train_grpo
+        from migrl.stages.reject import RejectConfig, reject
+        from trl import TrlParser
+
+        (grpo_cfg,) = TrlParser(dataclass_types=[GRPOStageConfig]).parse_args_and_config(
+            args=_recipe("grpo", model_name_or_path=sft_model, data=self.out / "reject" / "rl.jsonl",
+                         output_dir=self.out / "grpo", seed=self.cfg.seed)
+        )
+        self.say("rejection sampling: the SFT model answers each RL item 4 times; mixed items are kept")
+        stats = reject(RejectConfig(
+            model=str(sft_model), data=str(pool), out=str(self.out / "reject"), k=4,
+            temperature=grpo_cfg.temperature, max_new_tokens=grpo_cfg.max_completion_length, batch_size=64,
+        ))
+        self.report["rejection"] = {k: stats[k] for k in ("asked", "kept", "all_right", "all_wrong")}
+        self.save()
+        self.say(f"kept {stats['kept']} of {stats['asked']}; GRPO")
+        train_grpo(grpo_cfg)
+        return self.out / "grpo"
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    return Demo(cfg).run()

@@ -25,6 +25,7 @@ from typing import Any
 
 from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, parse_answer
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
+from migrl.records import GroundTruthBox, Record
 from migrl.scoring.summary import summarize
 
 ID_TASKS = ("diff", "common_object", "region", "refer_grounding")
@@ -184,3 +185,20 @@ def score_migbench(
     if errors:
         result["errors"] = errors
     return result
+
+
+def migbench_records(path: str | Path) -> list[Record]:
+    """MIG-Bench items as migrl records, for ``migrl eval --benchmark mig-bench``.
+
+    The id is the 0-based position (the file has none); the box is the normalized ground truth on the
+    target image. Records are built directly, not validated: the released file has inverted boxes that
+    the official rule scores 0, and they must stay in the denominator.
+    """
+    out = []
+    for i, r in enumerate(load_migbench(path)):
+        box = GroundTruthBox(target_image(r), tuple(float(v) for v in r["answer"]), Space.NORMALIZED.value)
+        out.append(Record(
+            id=str(i), task=r["task"], images=tuple(r["images"]), question=r["question"], boxes=(box,),
+            split="test", domain="id" if r["task"] in ID_TASKS else "ood", source="mig-bench",
+        ))
+    return out

@@ -33,6 +33,40 @@ class EvalConfig:
     cot: bool = True  # append the paper's think/answer instruction
     limit_per_task: int = 0  # 0 = every record
     chunk: int = 64  # records whose images are loaded at once
+    benchmark: str = "records"  # records (a migrl JSONL, e.g. the world), mig-bench, or a migrl.benchmarks name
+    image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
+
+
+def load_items(cfg: EvalConfig) -> tuple[list[Record], list[str], Path]:
+    """The records to run, load errors, and the folder their image paths are relative to."""
+    if cfg.benchmark == "records":
+        loaded = load_records(cfg.data)
+        return loaded.records, loaded.errors, Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
+    root = Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
+    if cfg.benchmark == "mig-bench":
+        from migrl.scoring.migbench import migbench_records
+
+        return migbench_records(cfg.data), [], root
+    from migrl.benchmarks import BENCHMARKS
+
+    if cfg.benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {cfg.benchmark!r}; expected records, mig-bench or one of {sorted(BENCHMARKS)}")
+    loaded = BENCHMARKS[cfg.benchmark].load(cfg.data, cfg.image_root)
+    return loaded.records, loaded.errors, root
+
+
+def score_items(cfg: EvalConfig, records: list[Record], predictions: dict[str, str], root: Path,
+                sizing: ImageSizing) -> dict[str, Any]:
+    """Each benchmark by its own protocol; the world (and any records file) by Acc@0.5 per task."""
+    if cfg.benchmark == "records":
+        return score_records(records, predictions, root, cfg.coords, sizing)
+    if cfg.benchmark == "mig-bench":
+        from migrl.scoring.migbench import score_migbench
+
+        return score_migbench(cfg.data, predictions, cfg.coords, root, sizing)
+    from migrl.benchmarks import score_benchmark
+
+    return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing)
 
 
 def request_for(record: Record, root: Path, cot: bool = True) -> Request:
@@ -91,16 +125,15 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     processor = processor or load_processor(cfg.model)
     model = model or load_model(cfg.model)
     sizing = ImageSizing.from_processor(processor)
-    loaded = load_records(cfg.data)
-    records = select(loaded.records, cfg.limit_per_task)
+    loaded, load_errors, root = load_items(cfg)
+    records = select(loaded, cfg.limit_per_task)
     out = Path(cfg.out)
     log = AppendLog(out / "predictions.jsonl")
     engine = HFEngine(model, processor, batch_size=cfg.batch_size)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
-    root = data_root(cfg.data)
     errors = generate_predictions(engine, records, root, log, params, cfg.cot, cfg.chunk)
     predictions = {rid: row["text"] for rid, row in log.rows.items()}
-    scores = score_records(records, predictions, root, cfg.coords, sizing)
-    scores["record_errors"] = loaded.errors + errors
+    scores = score_items(cfg, records, predictions, root, sizing)
+    scores["record_errors"] = load_errors + errors
     write_json_atomic(out / "scores.json", scores)
     return scores

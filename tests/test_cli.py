@@ -1,0 +1,28 @@
+import json
+import subprocess
+import sys
+
+from migrl.benchmarks import BENCHMARKS
+from migrl.cli import BENCHMARK_NAMES, build_parser
+
+
+def test_every_benchmark_is_scorable_from_the_command_line():
+    assert set(BENCHMARK_NAMES) == set(BENCHMARKS)
+    choices = next(a for a in build_parser()._subparsers._group_actions[0].choices["score"]._actions if a.dest == "benchmark").choices
+    assert set(BENCHMARKS) <= set(choices) and {"mig-bench", "world"} <= set(choices)
+
+
+def test_score_prints_one_json_object(tmp_path):
+    from tests.conftest import MIG_DATA
+
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "0", "text": "no box"}) + "\n")
+    out = subprocess.run([sys.executable, "-m", "migrl.cli", "score", "--benchmark", "mig-bench", "--data", str(MIG_DATA),
+                          "--predictions", str(preds), "--coords", "qwen2"], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["avg"] == 0.0 and len(result["tasks"]) == 10
+
+
+def test_plan_prints_the_7b_table():
+    out = subprocess.run([sys.executable, "-m", "migrl.cli", "plan", "--model", "7b"], capture_output=True, text=True, check=True).stdout
+    assert "ZeRO-3" in out and "fits" in out
