@@ -181,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from migrl.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=args.out, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
-                        batch_size=args.batch_size, until=args.until))
+                        batch_size=args.batch_size, until=args.until, rl_per_task=args.rl_per_task))
     return 0
 
 
@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--train-per-task", type=int, default=150, help="training items per in-domain task")
     d.add_argument("--batch-size", type=int, default=32)
-    d.add_argument("--until", default="base", choices=["base", "cot_sft", "rl"], help="the last stage to run")
+    d.add_argument("--until", default="rl", choices=["base", "cot_sft", "rl"], help="the last stage to run")
+    d.add_argument("--rl-per-task", type=int, default=40, help="RL pool items per in-domain task (before rejection sampling)")
     d.set_defaults(func=cmd_demo)
     return p
 

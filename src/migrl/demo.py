@@ -31,6 +31,8 @@ class DemoConfig:
     per_task: int = 40  # test items per task
     train_per_task: int = 150  # training items per in-domain task (the synthesis pool)
     rl_per_task: int = 40  # RL pool items per in-domain task (before rejection sampling)
+    sft_max_steps: int = 0  # 0 = the demo recipe's
+    grpo_max_steps: int = 0
     seed: int = 0
     batch_size: int = 32
     until: str = "rl"  # the last stage to run: base, cot_sft or rl
@@ -71,14 +73,14 @@ class Demo:
         self.save()
 
     def run(self) -> dict[str, Any]:
-        from migrl.data.world import ID_TASKS, write_split
+        from migrl.data.world import ID_TASKS, TRAINING_SOURCES, write_split
 
         cfg = self.cfg
         self.say(f"writing the world to {self.out / 'world'}")
         test = write_split(self.out / "world", "test", cfg.per_task, seed=cfg.seed)
         self.evaluate("base", None, test)
         if cfg.until != "base":
-            train = write_split(self.out / "world", "train", cfg.train_per_task, seed=cfg.seed, tasks=ID_TASKS)
+            train = write_split(self.out / "world", "train", cfg.train_per_task, seed=cfg.seed, tasks=ID_TASKS + TRAINING_SOURCES)
             sft_model = self.cold_start(train)
             self.evaluate("cot_sft", str(sft_model), test)
             if cfg.until == "rl":
@@ -103,11 +105,11 @@ class Demo:
         self.save()
         self.say(f"kept {stats['kept']} of {stats['asked']}; LoRA cold start")
         out = self.out / "sft"
-        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed)
+        steps = {"max_steps": self.cfg.sft_max_steps} if self.cfg.sft_max_steps else {}
+        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps)
         (sft_cfg,) = TrlParser(dataclass_types=[SFTStageConfig]).parse_args_and_config(args=args)
         train_sft(sft_cfg)
         return out
-
 
     def reinforce(self, sft_model: Path, pool: Path) -> Path:
         from migrl.stages.grpo import GRPOStageConfig, train_grpo
@@ -116,7 +118,8 @@ class Demo:
 
         (grpo_cfg,) = TrlParser(dataclass_types=[GRPOStageConfig]).parse_args_and_config(
             args=_recipe("grpo", model_name_or_path=sft_model, data=self.out / "reject" / "rl.jsonl",
-                         output_dir=self.out / "grpo", seed=self.cfg.seed)
+                         output_dir=self.out / "grpo", seed=self.cfg.seed,
+                         **({"max_steps": self.cfg.grpo_max_steps} if self.cfg.grpo_max_steps else {}))
         )
         self.say("rejection sampling: the SFT model answers each RL item 4 times; mixed items are kept")
         stats = reject(RejectConfig(
@@ -124,6 +127,12 @@ class Demo:
             temperature=grpo_cfg.temperature, max_new_tokens=grpo_cfg.max_completion_length, batch_size=64,
         ))
         self.report["rejection"] = {k: stats[k] for k in ("asked", "kept", "all_right", "all_wrong")}
+        if not stats["kept"]:
+            # Nothing mixed: GRPO would see only zero-variance groups. Train on the whole pool instead
+            # (the paper's "no rejection sampling" ablation) and say so in the report.
+            self.say("rejection sampling kept no item; GRPO on the unfiltered pool")
+            self.report["rejection"]["fallback"] = "unfiltered pool"
+            grpo_cfg.data = str(pool)
         self.save()
         self.say(f"kept {stats['kept']} of {stats['asked']}; GRPO")
         train_grpo(grpo_cfg)

@@ -34,6 +34,9 @@ from migrl.records import GroundTruthBox, Record
 ID_TASKS = ("common_object", "diff", "region", "refer_grounding")
 OOD_TASKS = ("group_grounding", "correspondence", "object_tracking", "multi_view", "reasoning", "view_diff")
 TASKS = ID_TASKS + OOD_TASKS
+# Training-only sources, never in a test split: plain grounding ("locate the X in image k"), the world's
+# counterpart of the single-image sources (RefCOCO, ODinW, V3Det) in the paper's cold-start mix.
+TRAINING_SOURCES = ("grounding",)
 
 
 @dataclass
@@ -341,6 +344,26 @@ def view_diff(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
+# --------------------------------------------------------------------------- training-only source
+
+
+def grounding(rng: random.Random, sizing: ImageSizing) -> Item:
+    n = rng.choice((1, 1, 2, 3))
+    scenes = [sc.random_scene(rng, sc.random_names(rng, rng.randint(1, 4))) for _ in range(n)]
+    k = rng.randrange(n)
+    target = rng.choice(scenes[k].objects)
+    where = f" in image {k + 1}" if n > 1 else ""
+    return Item(
+        "grounding",
+        [sc.render(s) for s in scenes],
+        f"Please locate the {target.name}{where}.",
+        k,
+        target.box,
+        [_shows(k, scenes[k].names()), _locate(target.name, k)],
+        [_objects_of(s) for s in scenes],
+    )
+
+
 GENERATORS: dict[str, Callable[[random.Random, ImageSizing], Item]] = {
     "common_object": common_object,
     "diff": diff,
@@ -352,6 +375,7 @@ GENERATORS: dict[str, Callable[[random.Random, ImageSizing], Item]] = {
     "multi_view": multi_view,
     "reasoning": reasoning,
     "view_diff": view_diff,
+    "grounding": grounding,
 }
 
 

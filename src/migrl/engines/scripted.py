@@ -27,6 +27,7 @@ from migrl.records import Record
 # Chance that one sample goes wrong, by task (harder tasks, more errors).
 ERROR_RATES: dict[str, float] = {
     "refer_grounding": 0.08,
+    "grounding": 0.08,
     "region": 0.10,
     "diff": 0.14,
     "common_object": 0.16,
