@@ -139,3 +139,80 @@ def test_real_migbench_file(tmp_path):
     assert result["counts"]["common_object"][1] - result["counts"]["common_object"][0] == 5
     empty = score_migbench(MIG_DATA, {}, "qwen2")
     assert empty["avg"] == 0.0 and empty["missing_predictions"] == 4295
+
+
+# Ground truths of real MIG_data.json records (by index in the file).
+R0 = [0.321, 0.096, 0.999, 0.724]  # 0, common_object
+R933 = [0.0, 0.0, 0.998, 0.486]  # 933, diff
+R1461 = [0.241, 0.378, 0.447, 0.621]  # 1461, group_grounding
+R1960 = [0.443, 0.247, 0.522, 0.395]  # 1960, multi_view
+R3545 = [0.26, 0.473, 0.428, 0.93]  # 3545, refer_grounding
+
+# (ground truth, model text, official box, official IoU). The last two columns are literals printed by the
+# official Migician code (github.com/thunlp/Migician, eval/utils.py `extract_bbox` then `calculate_iou`, at
+# commit 7b868a2), run outside this repository on these texts; for think/answer texts the official rule was
+# applied to the <answer> part (migrl's documented extension). The same comparison on all 4,295 records of
+# the real file, 9 styles x 4,295 texts, agreed item by item (100%). Keep these values: they are the
+# official code's, not migrl's.
+OFFICIAL_TABLE = [
+    (R0, '<|box_start|>(321,96),(999,724)<|box_end|>', [0.321, 0.096, 0.999, 0.724], 1.0),
+    (R0, '<|object_ref_start|>the dog<|object_ref_end|><|box_start|>(400,150),(950,700)<|box_start|>', [0.4, 0.15, 0.95, 0.7], 0.7104541269751797),
+    (R0, '(321, 96), (999, 724)', [0.321, 0.096, 0.999, 0.724], 1.0),
+    (R1960, '<|box_start|>(443,247),(560,420)<|box_end|>', [0.443, 0.247, 0.56, 0.42], 0.5776394446914679),
+    (R1960, '<|box_start|>(443,247),(600,450)<|box_end|>', [0.443, 0.247, 0.6, 0.45], 0.36685387970255107),
+    (R1461, '[241, 378, 447, 621]', [0.241, 0.378, 0.447, 0.621], 1.0),
+    (R1461, '[[250,390,460,600]]', [0.25, 0.39, 0.46, 0.6], 0.7837008411002501),
+    (R1461, '<box>241 378 447 621</box>', [0.241, 0.378, 0.447, 0.621], 1.0),
+    (R1461, '[0.241, 0.378, 0.447, 0.621]', [0.241, 0.378, 0.447, 0.621], 1.0),
+    (R1461, '(0.24,0.38),(0.45,0.62)', [0.24, 0.38, 0.45, 0.62], 0.9690697400917324),
+    (R1461, '(0.241, 0.378, 0.447, 0.621)', [0.241, 0.378, 0.447, 0.621], 1.0),
+    (R933, '[0.0, 0.0, 1.0, 0.5]', [0.0, 0.0, 0.001, 0.5], 0.0010019750866935235),  # one match: 1.0 >= 1 is /1000
+    (R933, '[0, 0, 998, 486]', [0.0, 0.0, 0.998, 0.486], 1.0),
+    (R3545, '{"bbox_2d": [260, 473, 428, 930], "label": "cup"}', [0.26, 0.473, 0.428, 0.93], 1.0),
+    (R3545, '```json\n[\n  {"bbox_2d": [0.26, 0.47, 0.43, 0.93]}\n]\n```', [0.26, 0.47, 0.43, 0.93], 0.9817902813299235),
+    (R3545, '{"image": 2, "bbox_2d": [335, 440, 551, 866]}', [0.335, 0.44, 0.551, 0.866], 0.27637757764116044),
+    (R3545, '<think>Image 1 shows (0,0),(999,999) the table.</think><answer><|box_start|>(260,473),(428,930)<|box_end|></answer>', [0.26, 0.473, 0.428, 0.93], 1.0),
+    (R3545, '<think>[260, 473, 428, 930] looks right</think><answer>I cannot find it.</answer>', [], 0.0),
+    (R3545, '<think>x</think>\n<answer>\n{"bbox_2d": [270, 480, 420, 920]}\n</answer>', [0.27, 0.48, 0.42, 0.92], 0.8596436386370737),
+    (R3545, "I'm sorry, but I can't determine the location of that object.", [], 0.0),
+    (R3545, 'The object does not appear in image 2.', [], 0.0),
+    (R3545, '', [], 0.0),
+    (R1960, '<|box_start|>(1,1),(522,395)<|box_end|> and <|box_start|>(443,247),(522,395)<|box_end|>', [[1.0, 1.0, 0.522, 0.395], [0.443, 0.247, 0.522, 0.395]], 0.0),  # several: 1 stays 1.0
+    (R1960, '[443, 247, 522, 395]; [0, 0, 1, 1]', [[0.443, 0.247, 0.522, 0.395], [0.0, 0.0, 1.0, 1.0]], 1.0),
+    (R1960, '[0, 0, 10, 10] then (443,247),(522,395)', [0.443, 0.247, 0.522, 0.395], 1.0),  # pattern order wins
+    (R1960, '(443a,247),(522,395)', [], 0.0),
+    (R1960, '[443, 247, 522]', [], 0.0),
+    (R1960, '[-443, 247, 522, 395]', [], 0.0),
+    (R1960, '[.443, .247, .522, .395]', [], 0.0),
+    (R1960, '(443,247),(522,395', [], 0.0),
+    (R1960, '( 443, 247 ), ( 522, 395 )', [], 0.0),
+    (R1960, '(٤٤٣,٢٤٧),(٥٢٢,٣٩٥)', [0.443, 0.247, 0.522, 0.395], 1.0),  # \d and float() accept Arabic-Indic digits
+    (R1960, '(522,395),(443,247)', [0.522, 0.395, 0.443, 0.247], 0.0),
+    (R1960, '(1.0,0.5),(1.0,0.6)', [0.001, 0.5, 0.001, 0.6], 0.0),
+]
+
+
+@pytest.mark.parametrize("gt, text, box, iou", OFFICIAL_TABLE)
+def test_equals_official_code(gt, text, box, iou):
+    from migrl.boxes import Space
+    from migrl.images import ImageSizing
+    from migrl.scoring.migbench import predicted_box
+
+    got_box = official_extract_bbox(answer_part(text))
+    assert got_box == pytest.approx(box, abs=1e-12) if box and not isinstance(box[0], list) else got_box == box
+    record = {"task": "common_object", "images": ["a.png", "b.png"], "question": "locate it in the 2th image.", "answer": gt}
+    assert official_iou(gt, predicted_box(text, record, Space.QWEN2, None, ImageSizing())) == pytest.approx(iou, abs=1e-12)
+
+
+def test_official_table_through_cli(tmp_path):
+    data = tmp_path / "MIG_data.json"
+    data.write_text(json.dumps([
+        {"task": "common_object", "images": ["a.png", "b.png"], "question": "locate it in the 2th image.", "answer": gt,
+         "additional_info": "", "need_format": True}
+        for gt, *_ in OFFICIAL_TABLE
+    ]))
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, (_, t, *_) in enumerate(OFFICIAL_TABLE)))
+    result = _run_score("--benchmark", "mig-bench", "--data", data, "--predictions", preds, "--coords", "qwen2")
+    hits = sum(iou >= 0.5 for *_, iou in OFFICIAL_TABLE)
+    assert result["counts"]["common_object"] == [hits, len(OFFICIAL_TABLE)]
