@@ -96,3 +96,26 @@ def test_malformed_annotation_and_model_text(tmp_path):
 def test_max_matching_is_optimal():
     m = np.array([[0.9, 0.8], [0.85, 0.1], [0.0, 0.2]])
     assert sorted(_max_matching(m)) == pytest.approx([0.8, 0.85])  # 1.65 beats greedy 0.9 + 0.2
+
+
+def test_malformed_entries_are_named_and_the_rest_scores(tmp_path):
+    path = _write(tmp_path, [(0, "a"), (1, "b"), (2, "c")], [_ann(1, 0, [10, 10, 30, 30]), _ann(2, 2, [0, 0, 5, 5]),
+                                                            _ann(3, 4, [0, 0, 5, 5])])
+    data = json.loads(path.read_text())
+    del data["descriptions"][1]["images_id"]  # pair 1 goes, with its images and annotation
+    del data["images"][4]["file_name"]  # pair 2 loses an image: the pair goes, with its annotation
+    data["annotations"] += ["junk", {**_ann(4, 0, [1, 1, 2, 2]), "category_id": None}, _ann(5, 77, [1, 1, 2, 2])]
+    data["categories"].append({"id": 3})
+    path.write_text(json.dumps(data))
+    report = load(path, subset="all")
+    assert [r.id for r in report.records] == ["0"]
+    expected = [
+        "description 1 (id 1): field 'images_id'", "image 4 (id 4): field 'file_name'", "description 2 (id 2): field 'images_id'",
+        "annotation 3: field '<record>'", "annotation 4 (id 4): field 'category_id'", "annotation 5 (id 5): field 'image_id'",
+        "category 2 (id 3): field 'name'",
+    ]
+    for part in expected:
+        assert any(str(path) in e and part in e for e in report.errors), part
+    assert len(report.errors) == len(expected)
+    res = score(path, {"0": '{"image": 1, "bbox_2d": [10, 10, 40, 40]}'}, Space.PIXELS, tmp_path, subset="all")
+    assert res["ap50_bugs_fixed"] == 100.0 and res["pairs"] == 1 and len(res["errors"]) == len(expected)

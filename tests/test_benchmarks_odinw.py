@@ -50,3 +50,15 @@ def test_score_mean_over_subsets(tmp_path):
     single = score(root / "WildfireSmoke" / "valid" / "annotations_without_background.json",
                    {"WS:1": '{"bbox_2d": [500, 0, 1000, 1000]}'}, Space.QWEN2)
     assert single["tasks"] == {"WS": 50.0}
+
+
+def test_unreadable_subset_and_bad_box_leave_the_rest(tmp_path):
+    root = _bench(tmp_path)
+    _subset(root, "OxfordPets", [_ann(1, 0, [1, 1, "x", 5]), _ann(2, 1, [1, 1, 5, 5])], n_images=2)
+    broken = root / "openPoetryVision" / "valid"
+    broken.mkdir(parents=True)
+    (broken / "annotations_without_background.json").write_text('{"images": [')
+    report = load(root)
+    assert sorted(r.id for r in report.records) == ["OP:1", "PV:0", "WS:0", "WS:1"]
+    assert any("OxfordPets" in e and "image 0 (id 0)" in e and "bbox" in e for e in report.errors)
+    assert any("openPoetryVision" in e and "cannot read" in e for e in report.errors)

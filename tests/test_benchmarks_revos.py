@@ -52,3 +52,18 @@ def test_box_on_another_frame_is_wrong(tmp_path):
     path = _bench(tmp_path)
     text = '{"image": 1, "bbox_2d": [10, 10, 50, 50]}'
     assert score(path, {"0": text, "1": '{"image": 3, "bbox_2d": [10, 10, 50, 50]}'}, Space.PIXELS, tmp_path / "frames")["counts"]["revos"] == [1, 2]
+
+
+def test_unnumbered_frame_file_names_the_video(tmp_path):
+    path = _bench(tmp_path)
+    other = tmp_path / "frames" / "vid2"
+    other.mkdir()
+    for name in ("0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg", "cover.jpg"):
+        Image.new("RGB", (10, 10)).save(other / name)
+    items = json.loads(path.read_text())
+    items.append({**items[0], "video_id": "vid2"})
+    path.write_text(json.dumps(items))
+    report = load(path, tmp_path / "frames")
+    assert [r.id for r in report.records] == ["0", "1"]
+    err = [e for e in report.errors if "item 4" in e]
+    assert len(err) == 1 and "ReVOS_eval.json" in err[0] and "'video_id'" in err[0] and "cover.jpg" in err[0]

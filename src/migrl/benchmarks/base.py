@@ -44,20 +44,35 @@ class Benchmark:
     official_source: str  # repository, file and function the scorer reproduces
 
 
+@dataclass(frozen=True)
+class InvalidLine:
+    """A JSONL line that is not JSON. It keeps its place in the list, so ids that are positions stay
+    stable, and ``require`` turns it into that item's error while the other lines load."""
+
+    lineno: int
+    reason: str
+
+
 def read_json(path: str | Path) -> Any:
-    """A JSON document, or a JSONL file (one object per line) as a list."""
+    """A JSON document, or a JSONL file (one object per line) as a list.
+
+    The file is taken as JSONL when at least half of its non-empty lines are JSON objects (a broken
+    pretty-printed document is not); its broken lines become ``InvalidLine`` items.
+    """
     text = Path(path).read_text(encoding="utf-8")
     try:
         return json.loads(text)
-    except ValueError:
-        pass
-    rows = []
+    except ValueError as exc:
+        whole = exc
+    rows: list[Any] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
             except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON or JSONL ({exc})") from None
+                rows.append(InvalidLine(lineno, str(exc)))
+    if sum(isinstance(r, dict) for r in rows) * 2 < max(len(rows), 1):
+        raise ValueError(f"{path}: not valid JSON or JSONL ({whole})")
     return rows
 
 
@@ -82,6 +97,8 @@ def build_record(raw: dict[str, Any], where: str, report: LoadReport) -> Record 
 
 def require(item: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     """``item[key]`` of the expected type, or a RecordError naming the field."""
+    if isinstance(item, InvalidLine):
+        raise RecordError(where, "<line>", f"line {item.lineno} is not valid JSON ({item.reason})")
     if not isinstance(item, dict):
         raise RecordError(where, "<record>", f"expected a JSON object, got {type(item).__name__}")
     if key not in item:

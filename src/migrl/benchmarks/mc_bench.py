@@ -56,30 +56,152 @@ STYLES = ("Comparison", "Reasoning", "Referring")
 # Annotation files -> a COCO ground truth with pair links, and the pairs
 
 
-def ground_truth(data: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    """The scorer's COCO dict (images carry ``pair_image_id``) and ``{pair id: {text, style, image ids}}``.
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
-    Reads ``MC-Bench_coco_format.json`` (no styles) or ``mc-bench_v0.2_val.json`` (``descriptions``).
+
+def _valid_box(b: Any) -> bool:
+    ok = isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+    return ok and b[2] > 0 and b[3] > 0
+
+
+class _Errors(list):
+    """Error strings naming the file, the entry (by position and id) and the field."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = path
+
+    def add(self, kind: str, i: int, entry: Any, field: str, reason: str) -> None:
+        ident = f" (id {entry.get('id')!r})" if isinstance(entry, dict) and "id" in entry else ""
+        self.append(f"{self.path}: {kind} {i}{ident}: field {field!r}: {reason}")
+
+
+def _image_problem(im: Any, link: str) -> tuple[str, str] | None:
+    if not isinstance(im, dict):
+        return "<record>", f"expected a JSON object, got {type(im).__name__}"
+    if not _is_int(im.get("id")):
+        return "id", f"expected an integer, got {im.get('id')!r}"
+    if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+        return "file_name", f"expected a path, got {im.get('file_name')!r}"
+    if link not in im or isinstance(im[link], (list, dict)) or im[link] is None:
+        return link, f"expected the pair's id, got {im.get(link)!r}"
+    return None
+
+
+def _annotation_problem(a: Any) -> tuple[str, str] | None:
+    if not isinstance(a, dict):
+        return "<record>", f"expected a JSON object, got {type(a).__name__}"
+    for key in ("image_id", "category_id"):
+        if not _is_int(a.get(key)):
+            return key, f"expected an integer, got {a.get(key)!r}"
+    if not _valid_box(a.get("bbox")):
+        return "bbox", f"expected [x, y, w, h] with w, h > 0, got {a.get('bbox')!r}"
+    return None
+
+
+def _description_problem(d: Any) -> tuple[str, str] | None:
+    if not isinstance(d, dict):
+        return "<record>", f"expected a JSON object, got {type(d).__name__}"
+    if not _is_int(d.get("id")):
+        return "id", f"expected an integer, got {d.get('id')!r}"
+    ids = d.get("images_id")
+    if not isinstance(ids, list) or len(ids) != 2 or not all(_is_int(i) for i in ids):
+        return "images_id", f"expected the ids of the pair's 2 images, got {ids!r}"  # eval_mc_bench.py: pairs only
+    if not isinstance(d.get("text", ""), str):
+        return "text", f"expected a string, got {type(d.get('text')).__name__}"
+    return None
+
+
+def _checked(entries: list[Any], kind: str, problem, errors: _Errors) -> list[tuple[int, dict[str, Any]]]:
+    kept = []
+    for i, entry in enumerate(entries):
+        found = problem(entry)
+        if found:
+            errors.add(kind, i, entry, *found)
+        else:
+            kept.append((i, entry))
+    return kept
+
+
+def _v02_pairs(data: dict[str, Any], images: list[tuple[int, dict]], errors: _Errors) -> dict[int, dict[str, Any]]:
+    """``mc-bench_v0.2_val.json``: a pair per description whose two images are both well formed."""
+    by_id = {im["id"]: (i, im) for i, im in images}
+    pairs: dict[int, dict[str, Any]] = {}
+    for i, d in _checked(data["descriptions"], "description", _description_problem, errors):
+        wrong = [x for x in d["images_id"] if x not in by_id or by_id[x][1]["text_id"] != d["id"]]
+        if wrong:
+            errors.add("description", i, d, "images_id", f"images {wrong} are missing, malformed or of another text_id")
+            continue
+        pairs[d["id"]] = {"text": d.get("text", ""), "style": d.get("text_style", "all"), "images": list(d["images_id"])}
+    linked = {x for p in pairs.values() for x in p["images"]}
+    known = {d.get("id") for d in data["descriptions"] if isinstance(d, dict)}  # a bad one is reported already
+    for i, im in images:
+        if im["id"] in linked:
+            continue
+        if im["text_id"] in pairs:
+            errors.add("image", i, im, "text_id", f"description {im['text_id']!r} does not list image {im['id']!r}")
+        elif im["text_id"] not in known:
+            errors.add("image", i, im, "text_id", f"no description with id {im['text_id']!r}")
+    return pairs
+
+
+def _coco_pairs(images: list[tuple[int, dict]], errors: _Errors) -> dict[int, dict[str, Any]]:
+    """``MC-Bench_coco_format.json``: images grouped by ``pair_id``; a pair needs exactly two."""
+    pairs: dict[int, dict[str, Any]] = {}
+    first: dict[Any, tuple[int, dict]] = {}
+    for i, im in sorted(images, key=lambda e: e[1].get("id_in_pair", 0) if _is_int(e[1].get("id_in_pair")) else 0):
+        entry = pairs.setdefault(im["pair_id"], {"text": im.get("description", ""), "style": "all", "images": []})
+        entry["images"].append(im["id"])
+        first.setdefault(im["pair_id"], (i, im))
+    for pid in [p for p, e in pairs.items() if len(e["images"]) != 2]:
+        i, im = first[pid]
+        errors.add("image", i, im, "pair_id", f"pair {pid!r} has {len(pairs[pid]['images'])} images, expected 2")
+        del pairs[pid]
+    return pairs
+
+
+def ground_truth(data: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]], list[str]]:
+    """The scorer's COCO dict (images carry ``pair_image_id``), ``{pair id: {text, style, image ids}}``, errors.
+
+    Reads ``MC-Bench_coco_format.json`` (no styles) or ``mc-bench_v0.2_val.json`` (``descriptions``). A
+    malformed image, description, annotation or category is left out with an error naming the file, the
+    entry and the field, and its pair goes with it (the official script would stop on it); the rest load.
     """
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{path}: field {key!r}: expected a list (COCO-like MC-Bench annotations)")
-    pairs: dict[int, dict[str, Any]] = {}
-    if isinstance(data.get("descriptions"), list):
-        for d in data["descriptions"]:
-            pairs[d["id"]] = {"text": d.get("text", ""), "style": d.get("text_style", "all"), "images": list(d["images_id"])}
-        images = []
-        for im in data["images"]:
-            ids = pairs[im["text_id"]]["images"]
-            other = [i for i in ids if i != im["id"]]
-            images.append({**im, "pair_id": im["text_id"], "pair_image_id": other[0] if other else im["id"]})
-    else:
-        images = list(data["images"])
-        for im in sorted(images, key=lambda im: im.get("id_in_pair", 0)):
-            entry = pairs.setdefault(im["pair_id"], {"text": im.get("description", ""), "style": "all", "images": []})
-            entry["images"].append(im["id"])
-    gt = {"images": images, "annotations": list(data["annotations"]), "categories": list(data["categories"])}
-    return gt, pairs
+    v02 = isinstance(data.get("descriptions"), list)
+    errors = _Errors(path)
+    images = _checked(data["images"], "image", lambda im: _image_problem(im, "text_id" if v02 else "pair_id"), errors)
+    pairs = _v02_pairs(data, images, errors) if v02 else _coco_pairs(images, errors)
+    partner = {a: b for p in pairs.values() for a, b in (p["images"], p["images"][::-1])}
+    pair_of = {x: pid for pid, p in pairs.items() for x in p["images"]}
+    kept_images = [
+        {**im, "pair_id": pair_of[im["id"]], "pair_image_id": partner[im["id"]]} if v02 else {**im, "pair_image_id": partner[im["id"]]}
+        for _, im in images if im["id"] in partner
+    ]
+    all_image_ids = {im.get("id") for im in data["images"] if isinstance(im, dict)}
+    annotations = []
+    for i, a in _checked(data["annotations"], "annotation", _annotation_problem, errors):
+        if a["image_id"] not in all_image_ids:
+            errors.add("annotation", i, a, "image_id", f"no image with id {a['image_id']!r}")
+        elif a["image_id"] in partner:
+            # pycocotools reads "area" (area ranges) and the re-mapping reads "iscrowd"; the official
+            # script raises without them. w*h and 0 are what COCO files carry for boxes.
+            annotations.append({"area": a["bbox"][2] * a["bbox"][3], "iscrowd": 0, **a})
+    categories = [c for _, c in _checked(data["categories"], "category", _category_problem, errors)]
+    return {"images": kept_images, "annotations": annotations, "categories": categories}, pairs, list(errors)
+
+
+def _category_problem(c: Any) -> tuple[str, str] | None:
+    if not isinstance(c, dict):
+        return "<record>", f"expected a JSON object, got {type(c).__name__}"
+    if not _is_int(c.get("id")):
+        return "id", f"expected an integer, got {c.get('id')!r}"
+    if not isinstance(c.get("name"), str):
+        return "name", f"expected the group name ('group N'), got {c.get('name')!r}"
+    return None
 
 
 def paper_pairs(gt: dict[str, Any], pairs: dict[int, dict[str, Any]]) -> set[int]:
@@ -102,39 +224,24 @@ def restrict(gt: dict[str, Any], pairs: dict[int, dict[str, Any]], keep: set[int
     }
 
 
-def _read(data_path: str | Path, subset: str) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+def _read(data_path: str | Path, subset: str) -> tuple[dict[str, Any], dict[int, dict[str, Any]], list[str]]:
     data = read_json(data_path)
     if not isinstance(data, dict):
         raise ValueError(f"{data_path}: expected a JSON object with images, annotations and categories")
-    gt, pairs = ground_truth(data, data_path)
-    gt["annotations"] = [a for a in gt["annotations"] if _valid_box(a.get("bbox"))]
+    gt, pairs, errors = ground_truth(data, data_path)
     keep = paper_pairs(gt, pairs) if subset == "paper" else set(pairs)
-    return restrict(gt, pairs, keep), {pid: pairs[pid] for pid in sorted(keep)}
-
-
-def _valid_box(b: Any) -> bool:
-    ok = isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
-    return ok and b[2] > 0 and b[3] > 0
-
-
-def bad_annotations(data_path: str | Path) -> list[str]:
-    """Annotations the scorer leaves out, named by file, annotation and field."""
-    data = read_json(data_path)
-    return [
-        f"{data_path}: annotation {i} (id {a.get('id')}): field 'bbox': expected [x, y, w, h] with w, h > 0, got {a.get('bbox')!r}"
-        for i, a in enumerate(data.get("annotations", [])) if isinstance(a, dict) and not _valid_box(a.get("bbox"))
-    ]
+    return restrict(gt, pairs, keep), {pid: pairs[pid] for pid in sorted(keep)}, errors
 
 
 def load(data_path: str | Path, image_root: str | Path | None = None, subset: str = "paper") -> LoadReport:
     """One record per pair with a target (id = pair id = ``text_id``), boxes in pixels (xyxy)."""
     report = LoadReport()
     try:
-        report.errors.extend(bad_annotations(data_path))
-        gt, pairs = _read(data_path, subset)
-    except (ValueError, KeyError, TypeError) as exc:
-        report.errors.append(f"{data_path}: cannot read MC-Bench annotations: {exc!r}")
+        gt, pairs, errors = _read(data_path, subset)
+    except ValueError as exc:
+        report.errors.append(f"{data_path}: cannot read MC-Bench annotations: {exc}")
         return report
+    report.errors.extend(errors)
     files = {im["id"]: im.get("file_name") for im in gt["images"]}
     anns_of: dict[int, list[dict]] = {}
     for ann in gt["annotations"]:
@@ -314,11 +421,10 @@ def score(
     """Accuracy per prompt style in ``tasks``; ``ap50`` (official) and ``ap50_bugs_fixed``, in percent."""
     coords, sizing = Space(coords), sizing or ImageSizing()
     try:
-        gt, pairs = _read(data_path, subset)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RecordError(str(data_path), "<file>", f"cannot read MC-Bench annotations: {exc!r}") from None
+        gt, pairs, errors = _read(data_path, subset)
+    except ValueError as exc:
+        raise RecordError(str(data_path), "<file>", f"cannot read MC-Bench annotations: {exc}") from None
     files = {im["id"]: im["file_name"] for im in gt["images"]}
-    errors = bad_annotations(data_path)
     dets, unplaced = detections(pairs, files, predictions, coords, ImageSizes(root_of(data_path, image_root)), sizing, errors)
     hits, totals = pair_accuracy(gt, pairs, dets)
     out = result(hits, totals, sum(str(pid) not in predictions for pid in pairs), errors)

@@ -51,7 +51,11 @@ def subset_name(ann_path: Path, root: Path | None) -> str:
 
 
 def _load_subset(ann_path: Path, subset: str, image_prefix: str, report: LoadReport) -> None:
-    data = read_json(ann_path)
+    try:
+        data = read_json(ann_path)
+    except (OSError, ValueError) as exc:  # one unreadable subset must not stop the others
+        report.errors.append(f"{ann_path}: cannot read: {exc}")
+        return
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
         report.errors.append(f"{ann_path}: expected COCO 'images', 'annotations' and 'categories' lists")
         return

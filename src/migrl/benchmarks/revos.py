@@ -32,6 +32,9 @@ N_FRAMES, TARGET = 6, 2
 def sorted_frames(video_dir: Path) -> list[str]:
     """``get_sorted_frames``: by the first integer in the file name."""
     names = [f for f in os.listdir(video_dir) if f.endswith((".jpg", ".png"))]
+    unnumbered = sorted(n for n in names if not re.search(r"\d", n))
+    if unnumbered:  # the official sort key raises IndexError on them
+        raise ValueError(f"frame files without a number in their name: {unnumbered[:3]}")
     return sorted(names, key=lambda x: int(re.findall(r"\d+", x)[0]))
 
 
@@ -48,7 +51,7 @@ def _item_record(item: Any, i: int, where: str, root: Path, frame_cache: dict[st
     if video not in frame_cache:
         try:
             frame_cache[video] = sorted_frames(root / video)
-        except (OSError, IndexError) as exc:
+        except (OSError, ValueError) as exc:
             raise RecordError(where, "video_id", f"cannot list the frames of {str(root / video)!r}: {exc}") from None
     names = frame_cache[video]
     if any(not 0 <= f < len(names) for f in frames):
