@@ -2,9 +2,9 @@
 
 The synthesize stage asks a served teacher (vLLM, SGLang, ...) about thousands of multi-image items.
 A server batches what it has in flight, so its answer time barely grows with concurrency; this
-benchmark stands a fake server with a fixed per-request latency (tests/fake_openai_server.py) in for
-it, and runs the same items through OpenAICompatEngine with concurrency 1 and then --concurrency,
-side by side. Prints items/s of each and, last, ``ratio=X`` (concurrent over sequential).
+benchmark stands a fake server with a fixed per-request latency (tests/fake_openai_server.py, in a
+process of its own) in for it, and runs the same items through OpenAICompatEngine with concurrency 1
+and then --concurrency, side by side. Prints items/s of each and, last, ``ratio=X`` (concurrent over sequential).
 
     .venv/bin/python bench/synthesis_concurrency.py [--items 64] [--latency 0.5] [--concurrency 16]
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the fake server lives with the tests
+SERVER = Path(__file__).resolve().parent.parent / "tests" / "fake_openai_server.py"  # lives with the tests
 
-from fake_openai_server import FakeOpenAIServer  # noqa: E402
 from migrl.engines.hf import Request, SamplingParams  # noqa: E402
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig  # noqa: E402
 
@@ -56,10 +56,18 @@ def main() -> None:
 
     items = make_items(args.items)
     params = SamplingParams(max_new_tokens=512, temperature=0.7, n=args.n)
-    with FakeOpenAIServer(latency=args.latency) as server:
-        seq_s, seq_failed = run(server.base_url, items, 1, params)
-        con_s, con_failed = run(server.base_url, items, args.concurrency, params)
-        most = server.max_in_flight
+    # The server runs in a process of its own, as a real teacher does: in this process it would share
+    # the client's interpreter lock and the benchmark would measure their contention, not concurrency.
+    server = subprocess.Popen([sys.executable, str(SERVER), "--latency", str(args.latency)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = server.stdout.readline().strip()
+        seq_s, seq_failed = run(base_url, items, 1, params)
+        con_s, con_failed = run(base_url, items, args.concurrency, params)
+        out, _ = server.communicate(input="", timeout=30)
+        most = out.strip().rpartition("=")[2]
+    finally:
+        server.kill()
 
     images = sum(len(r.images) for r in items)
     print(f"{args.items} items ({images} images), n={args.n}, server latency {args.latency:g} s per request")

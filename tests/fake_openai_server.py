@@ -8,12 +8,17 @@ requests it had in flight at once.
     with FakeOpenAIServer(latency=0.2) as server:
         engine = OpenAICompatEngine(OpenAIConfig(base_url=server.base_url, model="teacher"))
 
+With ``prompt_tokens`` (e.g. `processor_prompt_tokens`) it reports ``usage.prompt_tokens`` as a server
+that runs that processor would, so a test can play a server resizing images its own way.
+
 A request's attempt number comes from the openai SDK's `x-stainless-retry-count` header (0 for a
 first attempt), so retries of the same request are told apart from new ones without guessing.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import threading
 import time
@@ -66,6 +71,7 @@ class FakeOpenAIServer:
     slow_attempts: int | None = None  # ...on their first k attempts (None: on every attempt)
     retry_after_ms: int | None = 10  # sent with errors; the SDK honours retry-after-ms over its back-off
     error_detail: Callable[[Call], str] | None = None  # appended to error messages (e.g. echo a header)
+    prompt_tokens: Callable[[dict[str, Any]], int] | None = None  # usage.prompt_tokens of a body (default 1)
 
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
@@ -172,6 +178,7 @@ class FakeOpenAIServer:
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         n = int(body.get("n") or 1)
         contents = self.answer(body.get("messages", []), n)
+        prompt = self.prompt_tokens(body) if self.prompt_tokens is not None else 1
         return {
             "id": f"chatcmpl-fake-{len(self.calls)}",
             "object": "chat.completion",
@@ -181,7 +188,7 @@ class FakeOpenAIServer:
                 {"index": k, "message": {"role": "assistant", "content": c}, "finish_reason": "stop", "logprobs": None}
                 for k, c in enumerate(contents)
             ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            "usage": {"prompt_tokens": prompt, "completion_tokens": len(contents), "total_tokens": prompt + len(contents)},
         }
 
     def _error(self, handler: BaseHTTPRequestHandler, status: int, message: str, call: Call) -> int:
@@ -202,3 +209,53 @@ class FakeOpenAIServer:
         handler.wfile.write(data)
         handler.wfile.flush()
         return status
+
+
+def processor_prompt_tokens(processor: Any) -> Callable[[dict[str, Any]], int]:
+    """Count a request's prompt tokens the way vLLM does: the chat template, each image expanded into
+    its image tokens by ``processor`` (with that processor's min/max pixels: the server's setting)."""
+    from PIL import Image
+
+    lock = threading.Lock()  # handler threads share the processor
+
+    def count(body: dict[str, Any]) -> int:
+        images, messages = [], []
+        for message in body.get("messages", []):
+            content = message.get("content")
+            if isinstance(content, str):
+                messages.append(message)
+                continue
+            parts = []
+            for part in content:
+                if part["type"] == "image_url":
+                    data = part["image_url"]["url"].split(",", 1)[1]
+                    images.append(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+                    parts.append({"type": "image"})
+                else:
+                    parts.append(part)
+            messages.append({**message, "content": parts})
+        with lock:
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return int(processor(text=[text], images=images or None, return_tensors="pt")["input_ids"].shape[1])
+
+    return count
+
+
+def main() -> None:
+    """Serve from a process of its own, as a real teacher server is: prints its base URL, serves until
+    stdin closes, then prints the most requests it had in flight (benchmarks read both lines)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--latency", type=float, default=0.0)
+    args = p.parse_args()
+    with FakeOpenAIServer(latency=args.latency) as server:
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+    print(f"max_in_flight={server.max_in_flight}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+
