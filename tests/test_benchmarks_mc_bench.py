@@ -119,3 +119,19 @@ def test_malformed_entries_are_named_and_the_rest_scores(tmp_path):
     assert len(report.errors) == len(expected)
     res = score(path, {"0": '{"image": 1, "bbox_2d": [10, 10, 40, 40]}'}, Space.PIXELS, tmp_path, subset="all")
     assert res["ap50_bugs_fixed"] == 100.0 and res["pairs"] == 1 and len(res["errors"]) == len(expected)
+
+
+def test_equals_official_script_on_a_regrouped_case(tmp_path):
+    # Pair 0 holds two groups, so the official re-mapping runs; the model's boxes all come as group 1.
+    # 0.36661166116611654 (AP50) and 0.6666666666666666 (accuracy) are what XuYunqiu/MC-Bench
+    # eval_mc_bench.py mcbench_eval printed for these very detections, run outside this repository.
+    anns = [_ann(0, 0, [10, 10, 30, 30], 1), _ann(1, 1, [50, 50, 30, 30], 2), _ann(2, 1, [0, 0, 20, 20], 1),
+            _ann(3, 2, [20, 20, 40, 40], 1), _ann(4, 5, [5, 5, 50, 50], 1), _ann(5, 5, [60, 60, 30, 30], 1)]
+    path = _write(tmp_path, [(0, "a"), (1, "b"), (2, "c")], anns, {0: "Referring", 1: "Comparison", 2: "Reasoning"})
+    preds = {
+        "0": '[{"image": 2, "bbox_2d": [50, 50, 80, 80]}, {"image": 2, "bbox_2d": [0, 0, 21, 21]}, {"image": 1, "bbox_2d": [12, 12, 40, 40]}]',
+        "1": '{"image": 1, "bbox_2d": [20, 20, 60, 60]}',
+        "2": '[{"image": 2, "bbox_2d": [5, 5, 55, 55]}, {"image": 1, "bbox_2d": [0, 0, 9, 9]}]',
+    }
+    res = score(path, preds, Space.PIXELS, tmp_path, subset="all")
+    assert res["ap50"] == round(100 * 0.36661166116611654, 2) and res["accuracy"] == round(100 * 0.6666666666666666, 2)

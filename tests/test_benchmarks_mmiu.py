@@ -55,3 +55,16 @@ def test_score(tmp_path):
     assert res["tasks"] == {"forensic_detection_blink": 50.0, "jigsaw_puzzle_solving": 100.0}
     assert res["sem"] == 50.0 and res["spa"] == 100.0 and res["avg"] == 75.0
     assert res["rule_only"] is True and res["judge_needed"] == 1
+
+
+# What the official evaluate.py process_data picks (None: it asks GPT-4o-mini), obtained by running the
+# official function outside this repository with the judge unreachable.
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("((D))..", "D"), (".,E,.", "E"), ("\u2003A", "A"), ("A\xa0B", None), ("\xa0F", "F"), ("Answer: A", None),
+        ("[A]", None), ("(C).", "C"), (" image error ", "Z"), ("model error", "Z"), ("A:", None), ("z", None),
+    ],
+)
+def test_extract_choice_equals_official(text, expected):
+    assert extract_choice(text) == expected
