@@ -64,8 +64,9 @@ def _write_bench(tmp_path):
     return data
 
 
-def _run_score(*args):
-    out = subprocess.run([sys.executable, "-m", "migrl.cli", "score", *map(str, args)], capture_output=True, text=True, check=True)
+def _run_score(*args, code=0):
+    out = subprocess.run([sys.executable, "-m", "migrl.cli", "score", *map(str, args)], capture_output=True, text=True)
+    assert out.returncode == code, out.stderr  # 3: something was skipped (a broken prediction line)
     return json.loads(out.stdout)
 
 
@@ -84,7 +85,8 @@ def test_score_cli_qwen2(tmp_path):
         )
         + "\n{not json\n"
     )
-    result = _run_score("--benchmark", "mig-bench", "--data", data, "--predictions", preds, "--coords", "qwen2")
+    result = _run_score("--benchmark", "mig-bench", "--data", data, "--predictions", preds, "--coords", "qwen2", code=3)
+    assert result["bad_records"]["count"] == 1
     assert result["tasks"] == {"common_object": 50.0, "group_grounding": 100.0, "region": 0.0}
     assert result["id_avg"] == 25.0 and result["ood_avg"] == 100.0 and result["avg"] == 50.0
     assert result["missing_predictions"] == 1

@@ -7,10 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from migrl.bad_records import EXIT_STRICT, exit_code
 from migrl.boxes import Space
+from migrl.records import RecordError
 
 # Real benchmarks scored by ``migrl score`` besides mig-bench and the world (migrl.benchmarks).
 BENCHMARK_NAMES = ("mc-bench", "lisa", "ref-l4", "revos", "odinw", "blink", "mmiu")
+STRICT_HELP = "stop at the first bad record (exit code 4) instead of skipping it (exit code 3)"
 
 
 def _sizing_for(args: argparse.Namespace, default):
@@ -59,21 +62,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit_per_task=args.limit_per_task,
         benchmark=args.benchmark,
         image_root=args.image_root,
+        strict=args.strict,
     )
     scores = evaluate(cfg)
     print(json.dumps({k: scores[k] for k in ("tasks", "avg", "id_avg", "ood_avg")}, indent=2))
-    for err in scores["record_errors"]:
-        print(f"skipped: {err}", file=sys.stderr)
-    return 1 if scores["record_errors"] else 0
+    return exit_code(scores["bad_records"], args.out)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from migrl.bad_records import BadRecords
     from migrl.images import TINY_SIZING, ImageSizing
     from migrl.scoring.predictions import read_predictions
 
     preds = read_predictions(args.predictions)
-    for err in preds.errors:
-        print(f"warning: {err}", file=sys.stderr)
+    bad = BadRecords(args.predictions, args.strict)
+    for err in preds.errors:  # broken prediction lines: the text is scored as empty
+        bad.add_message(err, "text")
     if args.benchmark == "mig-bench":
         from migrl.scoring.migbench import score_migbench
 
@@ -88,25 +92,35 @@ def cmd_score(args: argparse.Namespace) -> int:
         from migrl.records import data_root, load_records
         from migrl.scoring.grounding import score_records
 
-        loaded = load_records(args.data)
-        for err in loaded.errors:
-            print(f"warning: {err}", file=sys.stderr)
+        loaded = load_records(args.data, strict=args.strict)
+        records_bad = BadRecords.from_load(loaded, args.data, args.strict)
+        root = args.image_root or data_root(args.data)
+        records = records_bad.usable(loaded.records, root)  # a bad record is left out of the scores
+        bad.items += records_bad.items
         sizing = _sizing_for(args, TINY_SIZING)
-        result = score_records(loaded.records, preds.texts, args.image_root or data_root(args.data), args.coords, sizing)
+        result = score_records(records, preds.texts, root, args.coords, sizing)
+    for err in result.get("errors", []):  # images the scorer could not read (kept in the denominator)
+        bad.add_message(err, "images")
+    result["bad_records"] = bad.summary()
+    if args.out:
+        from migrl.jsonl import write_json_atomic
+
+        write_json_atomic(Path(args.out) / "scores.json", result)
+        bad.write(args.out)
+    else:
+        for item in bad.items[:20]:
+            print(f"skipped: {item}", file=sys.stderr)
     print(json.dumps(result))
-    return 0
+    return exit_code(result["bad_records"], args.out)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from migrl.sources.prepare import prepare
 
-    stats = prepare(args.config, args.out, seed=args.seed)
+    stats = prepare(args.config, args.out, seed=args.seed, strict=args.strict)
     pools = stats.get("pools", {})
     print(json.dumps({name: {k: pool.get(k) for k in ("written", "short")} for name, pool in pools.items()}, indent=2))
-    errors = sum(src.get("errors_total", 0) for src in stats.get("sources", {}).values())
-    if errors:
-        print(f"{errors} bad source records skipped; see {Path(args.out) / 'prepare_stats.json'}", file=sys.stderr)
-    return 0
+    return exit_code(stats["bad_records"], args.out)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -140,7 +154,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     cfg = SynthesizeConfig(
         data=args.data, out=args.out, k=args.k, keep=args.keep,
-        tasks=tuple(args.tasks.split(",")) if args.tasks else (), limit=args.limit,
+        tasks=tuple(args.tasks.split(",")) if args.tasks else (), limit=args.limit, strict=args.strict,
     )
     teacher_sizing = ImageSizing(args.teacher_min_pixels, args.teacher_max_pixels)
     if args.teacher == "scripted":
@@ -158,9 +172,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     student_sizing = _sizing_for(args, TINY_SIZING)
     stats = synthesize(cfg, teacher, Space(args.student_coords), student_sizing)
     print(json.dumps({k: stats[k] for k in ("asked", "kept", "dropped")}))
-    for err in stats["errors"]:
-        print(f"skipped: {err}", file=sys.stderr)
-    return 1 if stats["errors"] else 0
+    return exit_code(stats["bad_records"], args.out)
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
@@ -168,13 +180,11 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
     cfg = RejectConfig(
         model=args.model, data=args.data, out=args.out, k=args.k, temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, coords=args.coords,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, coords=args.coords, strict=args.strict,
     )
     stats = reject(cfg)
     print(json.dumps({k: stats[k] for k in ("asked", "kept", "all_right", "all_wrong")}))
-    for err in stats["errors"]:
-        print(f"skipped: {err}", file=sys.stderr)
-    return 1 if stats["errors"] else 0
+    return exit_code(stats["bad_records"], args.out)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -219,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
     e.add_argument("--no-cot", action="store_true", help="ask for the answer only, without think/answer tags")
     e.add_argument("--limit-per-task", type=int, default=0)
+    e.add_argument("--strict", action="store_true", help=STRICT_HELP)
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("score", help="score a predictions JSONL without a model")
@@ -230,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="read min/max pixels from this model folder's processor")
     s.add_argument("--min-pixels", type=int, default=0)
     s.add_argument("--max-pixels", type=int, default=0)
+    s.add_argument("--out", default=None, help="also write scores.json and bad_records.jsonl into this folder")
+    s.add_argument("--strict", action="store_true", help=STRICT_HELP)
     s.set_defaults(func=cmd_score)
 
     rp = sub.add_parser("report", help="Markdown + HTML report: per-task tables, the paper beside ours, box pictures")
@@ -257,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--config", required=True, help="e.g. recipes/paper/prepare.yaml")
     pr.add_argument("--out", required=True)
     pr.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    pr.add_argument("--strict", action="store_true", help=STRICT_HELP)
     pr.set_defaults(func=cmd_prepare)
 
     y = sub.add_parser("synthesize", help="teacher CoT answers, k per item, kept when all k are right (resumable)")
@@ -282,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--timeout", type=float, default=120.0)
     y.add_argument("--temperature", type=float, default=0.7)
     y.add_argument("--max-new-tokens", type=int, default=1024)
+    y.add_argument("--strict", action="store_true", help=STRICT_HELP)
     y.set_defaults(func=cmd_synthesize)
 
     r = sub.add_parser("reject", help="rejection sampling: keep items the SFT model answers sometimes right (resumable)")
@@ -293,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-new-tokens", type=int, default=1024)
     r.add_argument("--batch-size", type=int, default=32, help="completions per forward")
     r.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    r.add_argument("--strict", action="store_true", help=STRICT_HELP)
     r.set_defaults(func=cmd_reject)
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
@@ -337,17 +353,19 @@ def run_trl_stage(stage: str, argv: list[str]) -> int:
         (cfg,) = TrlParser(dataclass_types=[GRPOStageConfig], prog="migrl grpo").parse_args_and_config(args=argv)
         summary = train_grpo(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
-    for err in summary["errors"]:
-        print(f"skipped: {err}", file=sys.stderr)
-    return 0
+    return exit_code(summary["bad_records"], cfg.output_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in TRL_STAGES:
-        return run_trl_stage(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        if argv and argv[0] in TRL_STAGES:
+            return run_trl_stage(argv[0], argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except RecordError as exc:  # --strict, or a file migrl wrote itself that is broken
+        print(f"migrl: stopped at a bad record: {exc}", file=sys.stderr)
+        return EXIT_STRICT
 
 
 if __name__ == "__main__":

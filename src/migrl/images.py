@@ -20,9 +20,15 @@ PATCH_SIZE = 14
 MERGE_SIZE = 2
 FACTOR = PATCH_SIZE * MERGE_SIZE  # one image token covers FACTOR x FACTOR pixels
 
-# Largest image we agree to decode (pixels). Pillow's own bomb guard warns at ~89M and raises
-# at twice that; we refuse earlier, with an error that names the record.
+# Largest image we agree to decode (pixels): a few-KB PNG can claim 50k x 50k pixels and take
+# gigabytes to decode (a decompression bomb). ``image_size`` refuses larger images from the header,
+# before anything is decoded, with an error that names the file.
 MAX_DECODED_PIXELS = 64_000_000
+# Pillow only *warns* between its default MAX_IMAGE_PIXELS (~89M) and twice that, and raises
+# DecompressionBombError above. Set it deliberately, so that every decode in the process -- also
+# those migrl does not route through ``load_image``, e.g. the ``datasets`` Image feature that feeds
+# the trainers -- raises at our limit rather than warning up to ~179M pixels.
+Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS // 2
 
 
 @dataclass(frozen=True)
@@ -68,11 +74,17 @@ class ImageError(ValueError):
 
 
 def resolve_image_path(path: str, root: str | os.PathLike) -> Path:
-    """Absolute path of a record's image, refusing paths that leave the data root."""
-    root_path = Path(root).resolve()
+    """Absolute path of a record's image, refusing relative paths that leave the data root.
+
+    The check is on the path as written (``..`` that climbs above the root), not on where symlinks
+    lead: the records file is what may be hostile, while a symlinked image folder
+    (``data/images -> /mnt/disk/images``) is the filesystem owner's choice and stays usable.
+    Absolute paths are taken as they are (stages write them into the records they derive).
+    """
+    root_path = Path(os.path.abspath(root))
     candidate = Path(path)
-    full = (candidate if candidate.is_absolute() else root_path / candidate).resolve()
-    if not candidate.is_absolute() and root_path not in full.parents and full != root_path:
+    full = Path(os.path.normpath(candidate if candidate.is_absolute() else root_path / candidate))
+    if not candidate.is_absolute() and not full.is_relative_to(root_path):
         raise ImageError(f"image path {path!r} escapes the data root {str(root_path)!r}")
     return full
 
@@ -81,18 +93,22 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) from the header only; cheap enough to call per record."""
     try:
         with Image.open(path) as im:
-            return im.size
+            width, height = im.size
     except FileNotFoundError:
         raise ImageError(f"image {str(path)!r} does not exist") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image {str(path)!r} is a decompression bomb (over {MAX_DECODED_PIXELS} pixels)") from None
     except Exception as exc:  # PIL raises many types for broken files
         raise ImageError(f"image {str(path)!r} cannot be read: {exc}") from None
+    if width * height > MAX_DECODED_PIXELS:
+        raise ImageError(f"image {str(path)!r} is {width}x{height}, over the {MAX_DECODED_PIXELS} pixel limit "
+                         "(a decompression bomb, or an image too large to use)")
+    return width, height
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image to RGB, refusing decompression bombs and truncated files."""
-    width, height = image_size(path)
-    if width * height > MAX_DECODED_PIXELS:
-        raise ImageError(f"image {str(path)!r} is {width}x{height}, over the {MAX_DECODED_PIXELS} pixel limit")
+    """Decode an image to RGB, refusing decompression bombs (from the header) and truncated files."""
+    image_size(path)
     try:
         with Image.open(path) as im:
             im.load()

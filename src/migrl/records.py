@@ -26,6 +26,16 @@ from typing import Any, Iterator
 from migrl.boxes import Space
 
 DOMAINS = ("id", "ood")
+# Every task a migrl records file may name: MIG-Bench's ten (the world uses the same names) and the
+# training sources' (world "grounding", MGrounding "free_form", RefCOCO "rec", COCO-format "detection").
+# A task outside this list is most likely a typo, which would silently score as a task of its own.
+KNOWN_TASKS = frozenset({
+    "common_object", "diff", "region", "refer_grounding", "group_grounding", "correspondence",
+    "object_tracking", "multi_view", "reasoning", "view_diff",
+    "grounding", "free_form", "rec", "detection",
+})
+# A ground-truth box may overhang its image by this much (original pixels): rounding, not a wrong box.
+BOX_OVERHANG_PIXELS = 1.0
 
 
 class RecordError(ValueError):
@@ -34,6 +44,30 @@ class RecordError(ValueError):
     def __init__(self, where: str, field_name: str, reason: str):
         self.where, self.field_name, self.reason = where, field_name, reason
         super().__init__(f"{where}: field {field_name!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """One record a stage skipped: a row of ``bad_records.jsonl`` (see ``migrl.bad_records``)."""
+
+    where: str  # where a person finds it: "file:line (id X)", "source s: record X", ...
+    field: str  # the field at fault ("images[1]", "boxes[0].bbox", "<line>" for broken JSON)
+    reason: str
+    file: str | None = None
+    line: int | None = None  # 1-based line in ``file``, when it is a JSONL file
+    record: str | None = None  # the record's id, when it has one
+
+    def __str__(self) -> str:
+        return f"{self.where}: field {self.field!r}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "record": self.record, "field": self.field,
+                "reason": self.reason, "where": self.where}
+
+    @classmethod
+    def from_error(cls, exc: RecordError, file: str | None = None, line: int | None = None,
+                   record: str | None = None) -> "BadRecord":
+        return cls(exc.where, exc.field_name, exc.reason, file, line, record)
 
 
 @dataclass(frozen=True)
@@ -183,6 +217,8 @@ class LoadReport:
 
     records: list[Record] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    bad: list[BadRecord] = field(default_factory=list)  # the errors, structured (load_records fills it)
+    lines: dict[str, int] = field(default_factory=dict)  # record id -> its line in the file
 
 
 def iter_record_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -193,25 +229,33 @@ def iter_record_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 
 def load_records(path: str | Path, strict: bool = False) -> LoadReport:
-    """Read a JSONL file of records. Bad lines become errors ("file:line (id X): field ...: reason")."""
+    """Read a JSONL file of records. Bad lines become errors ("file:line (id X): field ...: reason");
+    ``strict`` raises the first one instead."""
     report = LoadReport()
     seen: set[str] = set()
     for lineno, line in iter_record_lines(path):
         where = f"{path}:{lineno}"
+        rid = None
         try:
             try:
                 raw = json.loads(line)
             except ValueError as exc:
                 raise RecordError(where, "<line>", f"not valid JSON ({exc})") from None
+            if isinstance(raw, dict) and isinstance(raw.get("id"), (str, int)) and not isinstance(raw.get("id"), bool):
+                rid = str(raw["id"])
             record = record_from_dict(raw, where)
+            if record.task not in KNOWN_TASKS:
+                raise RecordError(f"{where} (id {record.id})", "task", f"unknown task {record.task!r}; known: {sorted(KNOWN_TASKS)}")
             if record.id in seen:
-                raise RecordError(where, "id", f"duplicate id {record.id!r}")
+                raise RecordError(f"{where} (id {record.id})", "id", f"duplicate id {record.id!r}")
             seen.add(record.id)
             report.records.append(record)
+            report.lines[record.id] = lineno
         except RecordError as exc:
             if strict:
                 raise
             report.errors.append(str(exc))
+            report.bad.append(BadRecord.from_error(exc, str(path), lineno, rid))
     return report
 
 
@@ -223,3 +267,45 @@ def read_records(path: str | Path) -> list[Record]:
 def data_root(path: str | Path) -> Path:
     """Image paths in a records file are relative to its folder."""
     return Path(path).resolve().parent
+
+
+def record_image_sizes(record: Record, root: str | Path, where: str | None = None, check_boxes: bool = True,
+                       sizing: Any = None, max_image_tokens: int | None = None) -> list[tuple[int, int]]:
+    """(width, height) of each of a record's images, read from the headers, after checking what only
+    the files can tell: each image exists, is readable and no bomb, lies inside the data root; each
+    ground-truth box lies on its image (``check_boxes``); and, given ``sizing`` and
+    ``max_image_tokens``, the images fit the model's context. Raises RecordError naming the field.
+    """
+    from migrl.images import ImageError, image_size, resolve_image_path
+
+    where = where or f"record {record.id}"
+    sizes = []
+    for k, p in enumerate(record.images):
+        try:
+            sizes.append(image_size(resolve_image_path(p, root)))
+        except ImageError as exc:
+            raise RecordError(where, f"images[{k}]", str(exc)) from None
+    if check_boxes:
+        check_boxes_on_images(record, sizes, where)
+    if sizing is not None and max_image_tokens is not None:
+        # +2 per image: Qwen2.5-VL wraps each image's tokens in <|vision_start|> ... <|vision_end|>.
+        tokens = sum(sizing.image_tokens(w, h) + 2 for w, h in sizes)
+        if tokens > max_image_tokens:
+            raise RecordError(where, "images", f"{len(sizes)} images make {tokens} image tokens, over the "
+                              f"{max_image_tokens} the model's context leaves; truncating would cut image tokens")
+    return sizes
+
+
+def check_boxes_on_images(record: Record, sizes: list[tuple[int, int]], where: str) -> None:
+    """RecordError for a ground-truth box that leaves its image (beyond ``BOX_OVERHANG_PIXELS``)."""
+    from migrl.boxes import convert
+
+    for i, box in enumerate(record.boxes):
+        if box.space == Space.QWEN25.value:
+            continue  # depends on a model's image-size setting the record does not carry
+        w, h = sizes[box.image_index]
+        x1, y1, x2, y2 = convert(box.bbox, box.space, Space.PIXELS, (w, h))
+        tol = BOX_OVERHANG_PIXELS
+        if x1 < -tol or y1 < -tol or x2 > w + tol or y2 > h + tol:
+            raise RecordError(where, f"boxes[{i}].bbox",
+                              f"box {list(box.bbox)} ({box.space}) leaves image {box.image_index + 1}, which is {w}x{h} pixels")

@@ -7,12 +7,17 @@ cost the memory of ``concurrency`` of them. Retries are the openai SDK's: 408/40
 connection errors and time-outs, with exponential back-off, honouring Retry-After. An item that
 still fails becomes a `Failure` and the run goes on; a rejected key, model or route (401/403/404)
 stops the run, since every other item would fail the same way.
+
+Several servers (``base_url`` a list: e.g. one `vllm serve` per GPU or node) share the items: each
+server gets ``concurrency`` workers that take the next item as they free up, so a faster server
+answers more of them and a slow one does not hold the rest back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import logging
 import os
@@ -23,6 +28,7 @@ import openai
 from PIL import Image
 
 from migrl.engines.hf import Request, SamplingParams
+from migrl.images import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,10 @@ CONFIG_ERRORS = {401: "the API key was rejected", 403: "the API key may not use 
 
 @dataclass
 class OpenAIConfig:
-    base_url: str  # e.g. "http://127.0.0.1:8000/v1"
+    base_url: str | Sequence[str]  # e.g. "http://127.0.0.1:8000/v1", or a list of servers serving the same model
     model: str  # the name the server serves, e.g. vLLM's --served-model-name
     api_key_env: str = "OPENAI_API_KEY"  # the key itself never sits in a config file
-    concurrency: int = 16  # requests in flight
+    concurrency: int = 16  # requests in flight, per server
     # Per attempt, in seconds. The SDK applies it to each wait on the socket (connect, every read),
     # which for a non-streamed completion is the whole generation, and retries it like a 5xx.
     timeout: float = 120.0
@@ -47,9 +53,10 @@ class OpenAIConfig:
 
 @dataclass
 class Failure:
-    """An item whose request still failed after all retries."""
+    """An item whose request still failed after all retries, or could not be built from its input."""
 
     reason: str
+    field: str | None = None  # set when the input is at fault (e.g. "images": an image does not decode)
 
 
 Result = list[str] | Failure
@@ -135,12 +142,15 @@ class OpenAICompatEngine:
         if config.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {config.concurrency}")
         self.config = config
+        self.base_urls = [config.base_url] if isinstance(config.base_url, str) else list(config.base_url)
+        if not self.base_urls:
+            raise ValueError("no server: base_url is an empty list")
         self._warned_short_n = False
 
-    def _client(self) -> openai.AsyncOpenAI:
-        # One client per run: its connection pool belongs to the event loop that opened it.
+    def _client(self, base_url: str) -> openai.AsyncOpenAI:
+        # One client per server and run: its connection pool belongs to the event loop that opened it.
         return openai.AsyncOpenAI(
-            base_url=self.config.base_url,
+            base_url=base_url,
             api_key=os.environ.get(self.config.api_key_env) or NO_KEY,
             timeout=self.config.timeout,
             max_retries=self.config.max_retries,
@@ -160,23 +170,30 @@ class OpenAICompatEngine:
 
     async def agenerate(self, requests: Sequence[Request], params: SamplingParams, on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
         results: list[Result | None] = [None] * len(requests)
-        pending = iter(range(len(requests)))  # shared by the workers: each takes the next item
-        slots = asyncio.Semaphore(self.config.concurrency)  # bounds requests in flight (n of them per item if not n_per_request)
+        pending = iter(range(len(requests)))  # shared by the workers of every server: each takes the next item
 
-        async with self._client() as client:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(self._client(url)) for url in self.base_urls]
+            # Bounds each server's requests in flight (n of them per item if not n_per_request).
+            server_slots = [asyncio.Semaphore(self.config.concurrency) for _ in clients]
 
-            async def worker() -> None:
+            async def worker(client: openai.AsyncOpenAI, slots: asyncio.Semaphore) -> None:
                 for i in pending:
                     # Requests may be a lazy sequence that loads images on access: touch one at a time.
-                    request = requests[i]
-                    check_request(i, request)
-                    results[i] = await self._item(client, slots, request, params)
+                    try:
+                        request = requests[i]
+                    except ImageError as exc:  # a file that decodes badly fails its item, not the run
+                        results[i] = Failure(str(exc), field="images")
+                    else:
+                        check_request(i, request)
+                        results[i] = await self._item(client, slots, request, params)
                     if on_result is not None:
                         on_result(i, results[i])
 
-            # `concurrency` workers rather than a task per item: only items being asked about hold
-            # encoded images.
-            tasks = [asyncio.create_task(worker()) for _ in range(min(self.config.concurrency, len(requests)))]
+            # `concurrency` workers per server rather than a task per item: only items being asked
+            # about hold encoded images.
+            per_server = min(self.config.concurrency, len(requests))
+            tasks = [asyncio.create_task(worker(c, s)) for _ in range(per_server) for c, s in zip(clients, server_slots)]
             try:
                 await asyncio.gather(*tasks)
             finally:  # a config error or a failing on_result stops the others before the client closes
@@ -213,12 +230,7 @@ class OpenAICompatEngine:
                 texts += got
         except openai.APIStatusError as err:
             if err.status_code in CONFIG_ERRORS:
-                message = redact(server_message(err)[:REASON_CHARS], client.api_key)
-                raise RuntimeError(
-                    f"{self.config.base_url} answered HTTP {err.status_code} ({CONFIG_ERRORS[err.status_code]}): {message}. "
-                    f"Check the key in ${self.config.api_key_env}, the model name {self.config.model!r} "
-                    f"(GET {self.config.base_url}/models lists them) and that base_url ends in /v1."
-                ) from None
+                raise self._config_error(err, client) from None
             return self._failure(err, client)
         except openai.APIError as err:
             return self._failure(err, client)
@@ -237,6 +249,42 @@ class OpenAICompatEngine:
                 **kwargs,
             )
         return [choice.message.content or "" for choice in response.choices or []]
+
+    def _config_error(self, err: openai.APIStatusError, client: openai.AsyncOpenAI) -> RuntimeError:
+        message = redact(server_message(err)[:REASON_CHARS], client.api_key)
+        url = str(client.base_url).rstrip("/")
+        return RuntimeError(
+            f"{url} answered HTTP {err.status_code} ({CONFIG_ERRORS[err.status_code]}): {message}. "
+            f"Check the key in ${self.config.api_key_env}, the model name {self.config.model!r} "
+            f"(GET {url}/models lists them) and that base_url ends in /v1."
+        )
+
+    def prompt_tokens(self, request: Request) -> dict[str, int | None]:
+        """Each server's ``usage.prompt_tokens`` for ``request`` (asking for one token), None where a server
+        reports no usage: how many tokens the server made of the prompt, its images included."""
+        check_request(0, request)
+        messages = to_openai_messages(request)
+
+        async def ask_all() -> dict[str, int | None]:
+            counts: dict[str, int | None] = {}
+            for url in self.base_urls:
+                async with self._client(url) as client:
+                    try:
+                        response = await client.chat.completions.create(
+                            model=self.config.model, messages=messages, max_tokens=1, temperature=0.0,  # type: ignore[arg-type]
+                            extra_body=self.config.extra_body,
+                        )
+                    except openai.APIStatusError as err:
+                        if err.status_code in CONFIG_ERRORS:
+                            raise self._config_error(err, client) from None
+                        raise RuntimeError(f"{url}: the probe request failed: {self._failure(err, client).reason}") from None
+                    except openai.APIError as err:
+                        raise RuntimeError(f"{url}: the probe request failed: {self._failure(err, client).reason}") from None
+                usage = getattr(response, "usage", None)
+                counts[url] = getattr(usage, "prompt_tokens", None)
+            return counts
+
+        return asyncio.run(ask_all())
 
     def _failure(self, err: openai.APIError, client: openai.AsyncOpenAI) -> Failure:
         reason = redact(failure_reason(err, self.config), client.api_key)

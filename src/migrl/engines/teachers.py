@@ -45,7 +45,7 @@ def readable(records: list[Record], root: Path, on_result: OnResult) -> list[Rec
                 image_size(resolve_image_path(p, root))
             good.append(r)
         except ImageError as exc:
-            on_result(r, Failure(str(exc)))
+            on_result(r, Failure(str(exc), field="images"))
     return good
 
 
@@ -95,7 +95,13 @@ class HFTeacher:
         records = readable(records, root, on_result)
         params = SamplingParams(max_new_tokens=self.max_new_tokens, temperature=self.temperature, n=k)
         for start in range(0, len(records), self.chunk):
-            part = records[start : start + self.chunk]
-            requests = LazyRequests(part, root)
-            self.engine.generate([requests[i] for i in range(len(part))], params,
+            part, requests = [], []
+            lazy = LazyRequests(records[start : start + self.chunk], root)
+            for i, record in enumerate(lazy.records):
+                try:
+                    requests.append(lazy[i])
+                    part.append(record)
+                except ImageError as exc:  # a file that decodes badly fails its item, not the run
+                    on_result(record, Failure(str(exc), field="images"))
+            self.engine.generate(requests, params,
                                  on_batch=lambda idx, outs: [on_result(part[i], o) for i, o in zip(idx, outs)])

@@ -41,14 +41,34 @@ def load_processor(path: str | os.PathLike | None, sizing: ImageSizing | None = 
     return processor
 
 
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "tf_model.h5")
+
+
+def require_safetensors(folder: Path) -> None:
+    """Refuse a model folder without safetensors weights before transformers looks for others.
+
+    Pickled weights (``pytorch_model.bin``) can run code when they are loaded; safetensors cannot.
+    """
+    if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").exists():
+        return
+    found = [name for name in PICKLE_WEIGHTS if (folder / name).exists()]
+    what = f"only {', '.join(found)} (pickle-based weights, which can run code when loaded)" if found else "no weights"
+    raise FileNotFoundError(
+        f"{str(folder)!r} has {what}. migrl loads safetensors only: convert the checkpoint yourself "
+        "where you trust it, e.g. `model.save_pretrained(folder, safe_serialization=True)`, and pass that folder."
+    )
+
+
 def load_model(
     path: str | os.PathLike | None,
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     trust_remote_code: bool = False,
 ) -> Qwen2_5_VLForConditionalGeneration:
+    folder = resolve_model_path(path)
+    require_safetensors(folder)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-        resolve_model_path(path),
+        folder,
         dtype=dtype or default_dtype(),
         use_safetensors=True,  # never unpickle weights
         trust_remote_code=trust_remote_code,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrl.records import Record, RecordError, record_from_dict
+from migrl.records import BadRecord, Record, RecordError, record_from_dict
 
 
 class SourceError(ValueError):
@@ -23,6 +22,12 @@ class SourceReport:
     records: list[Record] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    bad: list[BadRecord] = field(default_factory=list)  # the errors, structured
+
+    def reject(self, exc: RecordError, file: str | Path) -> None:
+        """An item that cannot become a record: reported, never fatal."""
+        self.errors.append(str(exc))
+        self.bad.append(BadRecord.from_error(exc, str(file)))
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -44,10 +49,16 @@ def build_record(fields: dict[str, Any], where: str) -> Record:
 
 
 def image_path(root: str | Path, name: Any, where: str, field_name: str) -> str:
-    """Absolute path of a source image: the prepared pools live in another folder than the images."""
+    """Absolute path of a source image: the prepared pools live in another folder than the images.
+    A relative name may not climb out of ``root`` (``../../``)."""
+    from migrl.images import ImageError, resolve_image_path
+
     if not isinstance(name, str) or not name.strip():
         raise RecordError(where, field_name, f"expected an image path, got {name!r}")
-    return os.path.normpath(os.path.join(os.path.abspath(root), name))
+    try:
+        return str(resolve_image_path(name, root))
+    except ImageError as exc:
+        raise RecordError(where, field_name, str(exc)) from None
 
 
 def _finite_numbers(raw: Any, n: int) -> bool:

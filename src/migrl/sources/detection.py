@@ -33,7 +33,7 @@ def _group(anns: list, images: dict, categories: dict, path: str | Path, report:
                 if ann.get(key) not in table:
                     raise RecordError(where, key, f"{ann.get(key)!r} is not in the file's {key[:-3]}s")
         except RecordError as exc:
-            report.errors.append(str(exc))
+            report.reject(exc, path)
             continue
         groups.setdefault((ann["image_id"], ann["category_id"]), []).append(ann)
     return groups
@@ -73,7 +73,7 @@ def load_detection(path: str | Path, image_root: str | Path, source: str = "odin
                 where,
             )
         except RecordError as exc:
-            report.errors.append(str(exc))
+            report.reject(exc, path)
             continue
         report.records.append(record)
     return report

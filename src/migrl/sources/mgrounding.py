@@ -218,11 +218,11 @@ def load_mgrounding(path: str | Path, image_root: str | Path | None = None, task
                 continue
             paths = [image_path(root, p, where, f"images[{k}]") for k, p in enumerate(images)]
         except RecordError as exc:
-            report.errors.append(str(exc))
+            report.reject(exc, path)
             continue
         for turn in range(len(turns) // 2):
             try:
                 _turn_record(item, task, paths, turn, where, f"mgrounding-{stem}-{i:06d}", report)
             except RecordError as exc:
-                report.errors.append(str(exc))
+                report.reject(exc, path)
     return report

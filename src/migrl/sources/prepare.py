@@ -17,7 +17,9 @@ Recipe (see ``recipes/paper/prepare.yaml``)::
 Each source's records are shuffled once with a seed derived from (seed, source name); the cold start
 takes from the front of that order and the RL pool continues where it stopped, so the two pools are
 disjoint by construction and a rerun with the same seed writes the same files. Writes
-``coldstart.jsonl``, ``rl_pool.jsonl`` and ``prepare_stats.json`` into ``out_dir``, each atomically.
+``coldstart.jsonl``, ``rl_pool.jsonl``, ``bad_records.jsonl`` and ``prepare_stats.json`` into
+``out_dir``, each atomically, one after the other once everything is drawn (the stats last), so a
+``kill -9`` leaves each file whole and a rerun writes the same bytes.
 In the stats, a pool's ``available`` for a source is what an earlier pool had not yet drawn, and each
 source lists its errors (loader and image check) with file, record and field.
 """
@@ -31,9 +33,10 @@ from typing import Any, Callable
 
 import yaml
 
+from migrl.bad_records import BadRecords
 from migrl.images import ImageError, image_size
 from migrl.jsonl import write_json_atomic, write_jsonl_atomic
-from migrl.records import Record, RecordError
+from migrl.records import BadRecord, Record, RecordError, check_boxes_on_images
 from migrl.sources.convert import SourceReport
 from migrl.sources.detection import load_detection
 from migrl.sources.mgrounding import load_mgrounding
@@ -135,40 +138,47 @@ class _Draw:
     records: list[Record]
     order: list[int]
     cursor: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[tuple[str, RecordError]] = field(default_factory=list)  # (record id, error)
 
 
 class _ImageCheck:
-    """Opens each image header once (images repeat across records)."""
+    """Opens each image header once (images repeat across records), then checks the boxes lie on them."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, str | None] = {}
+        self.seen: dict[str, tuple[int, int] | str] = {}  # path -> size, or why it cannot be used
 
-    def error(self, record: Record, where: str) -> str | None:
+    def error(self, record: Record, where: str) -> RecordError | None:
+        sizes = []
         for k, path in enumerate(record.images):
             if path not in self.seen:
                 try:
-                    image_size(path)
-                    self.seen[path] = None
+                    self.seen[path] = image_size(path)
                 except ImageError as exc:
                     self.seen[path] = str(exc)
-            if self.seen[path]:
-                return str(RecordError(where, f"images[{k}]", self.seen[path]))
+            if isinstance(self.seen[path], str):
+                return RecordError(where, f"images[{k}]", self.seen[path])
+            sizes.append(self.seen[path])
+        try:
+            check_boxes_on_images(record, sizes, where)
+        except RecordError as exc:
+            return exc
         return None
 
 
-def _take(draw: _Draw, want: int | None, taken: set[str], check: _ImageCheck | None) -> list[Record]:
+def _take(draw: _Draw, want: int | None, taken: set[str], check: _ImageCheck | None, strict: bool = False) -> list[Record]:
     chosen: list[Record] = []
     while draw.cursor < len(draw.order) and (want is None or len(chosen) < want):
         record = draw.records[draw.order[draw.cursor]]
         draw.cursor += 1
         where = f"source {draw.name}: record {record.id}"
         if record.id in taken:  # the same file listed twice under two names
-            draw.errors.append(str(RecordError(where, "id", "already drawn from another source")))
-            continue
-        problem = check.error(record, where) if check else None
+            problem = RecordError(where, "id", "already drawn from another source")
+        else:
+            problem = check.error(record, where) if check else None
         if problem:
-            draw.errors.append(problem)
+            if strict:
+                raise problem
+            draw.errors.append((record.id, problem))
             continue
         taken.add(record.id)
         chosen.append(record)
@@ -190,7 +200,7 @@ def read_recipe(recipe_path: str | Path) -> tuple[dict, dict[str, dict[str, int 
 
 
 def _source_stats(spec: dict, report: SourceReport, draw: _Draw) -> dict[str, Any]:
-    errors = report.errors + draw.errors
+    errors = report.errors + [str(e) for _, e in draw.errors]
     return {
         "kind": spec["kind"],
         "records": len(report.records),
@@ -200,11 +210,13 @@ def _source_stats(spec: dict, report: SourceReport, draw: _Draw) -> dict[str, An
     }
 
 
-def prepare(recipe_path: str | Path, out_dir: str | Path, seed: int | None = None) -> dict[str, Any]:
-    """Write ``coldstart.jsonl``, ``rl_pool.jsonl`` and ``prepare_stats.json``; return the stats.
+def prepare(recipe_path: str | Path, out_dir: str | Path, seed: int | None = None, strict: bool = False) -> dict[str, Any]:
+    """Write ``coldstart.jsonl``, ``rl_pool.jsonl``, ``bad_records.jsonl`` and ``prepare_stats.json``;
+    return the stats.
 
-    ``seed`` overrides the recipe's. Bad items are reported per source and never stop the rest; a
-    wrong recipe or a missing/unreadable source file raises before anything is written.
+    ``seed`` overrides the recipe's. Bad items are reported per source and never stop the rest (with
+    ``strict``, the first one raises); a wrong recipe or a missing/unreadable source file raises
+    before anything is written.
     """
     recipe, counts = read_recipe(recipe_path)
     seed = int(recipe.get("seed", 0) if seed is None else seed)
@@ -212,6 +224,10 @@ def prepare(recipe_path: str | Path, out_dir: str | Path, seed: int | None = Non
     sources = recipe["sources"]
     used = [n for n in sources if any(n in counts[p] for p in POOLS)]
     reports = {name: load_source(name, sources[name], root) for name in used}
+    if strict:
+        first = next((b for name in used for b in reports[name].bad), None)
+        if first is not None:
+            raise RecordError(first.where, first.field, first.reason)
     draws = {}
     for name, report in reports.items():
         order = list(range(len(report.records)))
@@ -221,17 +237,26 @@ def prepare(recipe_path: str | Path, out_dir: str | Path, seed: int | None = Non
     taken: set[str] = set()
     stats: dict[str, Any] = {"recipe": str(recipe_path), "seed": seed, "check_images": check is not None, "pools": {}}
     out = Path(out_dir)
+    pools: dict[str, list[dict]] = {}
     for pool in POOLS:
         rows, per_source = [], {}
         for name, want in counts[pool].items():
             available = len(draws[name].order) - draws[name].cursor
-            chosen = _take(draws[name], want, taken, check)
+            chosen = _take(draws[name], want, taken, check, strict)
             per_source[name] = {"requested": "all" if want is None else want, "available": available, "written": len(chosen)}
             rows.extend(r.to_dict() for r in chosen)
         random.Random(f"{seed}/{pool}").shuffle(rows)  # mix sources; trainers that do not shuffle see a mix too
-        write_jsonl_atomic(out / f"{pool}.jsonl", rows)
+        pools[pool] = rows
         short = sorted(n for n, s in per_source.items() if s["requested"] != "all" and s["written"] < s["requested"])
         stats["pools"][pool] = {"written": len(rows), "sources": per_source, "short": short}
     stats["sources"] = {name: _source_stats(sources[name], reports[name], draws[name]) for name in used}
+    bad = BadRecords()
+    for name in used:
+        bad.items += reports[name].bad + [BadRecord.from_error(e, record=rid) for rid, e in draws[name].errors]
+    stats["bad_records"] = bad.summary()
+    # Everything is decided; the writes come last and close together, each file whole.
+    for pool, rows in pools.items():
+        write_jsonl_atomic(out / f"{pool}.jsonl", rows)
+    bad.write(out)
     write_json_atomic(out / "prepare_stats.json", stats)
     return stats

@@ -143,5 +143,5 @@ def load_refcoco(
                 for k, sentence in enumerate(sentences):
                     report.records.append(_record(dataset, f"{base}-s{k}", path, sentence, box, meta, where))
         except RecordError as exc:
-            report.errors.append(str(exc))
+            report.reject(exc, refs_path)
     return report

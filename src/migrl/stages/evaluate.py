@@ -2,7 +2,10 @@
 
 Predictions are appended to ``predictions.jsonl`` (``{"id", "text"}``) one batch at a time, so a
 rerun after a crash or ``kill -9`` generates only what is missing and never duplicates an item.
-Records are processed in chunks, so only a chunk's images are in memory at once.
+Records are processed in chunks, so only a chunk's images are in memory at once. Records that
+cannot run (bad fields, missing or broken images, boxes off their image, more image tokens than the
+model's context) are skipped, listed in ``bad_records.jsonl`` and left out of a records file's
+scores; a benchmark keeps its official denominator, where they count as wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, Request, SamplingParams
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
@@ -35,24 +39,26 @@ class EvalConfig:
     chunk: int = 64  # records whose images are loaded at once
     benchmark: str = "records"  # records (a migrl JSONL, e.g. the world), mig-bench, or a migrl.benchmarks name
     image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
+    strict: bool = False  # stop at the first bad record instead of skipping it
 
 
-def load_items(cfg: EvalConfig) -> tuple[list[Record], list[str], Path]:
-    """The records to run, load errors, and the folder their image paths are relative to."""
+def load_items(cfg: EvalConfig) -> tuple[list[Record], BadRecords, Path]:
+    """The records to run, the bad ones, and the folder their image paths are relative to."""
     if cfg.benchmark == "records":
-        loaded = load_records(cfg.data)
-        return loaded.records, loaded.errors, Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
+        loaded = load_records(cfg.data, strict=cfg.strict)
+        root = Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
+        return loaded.records, BadRecords.from_load(loaded, cfg.data, cfg.strict), root
     root = Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
     if cfg.benchmark == "mig-bench":
         from migrl.scoring.migbench import migbench_records
 
-        return migbench_records(cfg.data), [], root
+        return migbench_records(cfg.data), BadRecords(cfg.data, cfg.strict), root
     from migrl.benchmarks import BENCHMARKS
 
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {cfg.benchmark!r}; expected records, mig-bench or one of {sorted(BENCHMARKS)}")
     loaded = BENCHMARKS[cfg.benchmark].load(cfg.data, cfg.image_root)
-    return loaded.records, loaded.errors, root
+    return loaded.records, BadRecords.from_load(loaded, cfg.data, cfg.strict), root
 
 
 def score_items(cfg: EvalConfig, records: list[Record], predictions: dict[str, str], root: Path,
@@ -95,6 +101,7 @@ def generate_predictions(
     cot: bool = True,
     chunk: int = 64,
     desc: str = "eval",
+    bad: BadRecords | None = None,
 ) -> list[str]:
     """Generate for the records not yet in ``log``; returns the errors of records that could not run."""
     errors: list[str] = []
@@ -106,8 +113,8 @@ def generate_predictions(
             try:
                 requests.append(request_for(r, root, cot))
                 part.append(r)
-            except ImageError as exc:
-                errors.append(f"record {r.id}: {exc}")
+            except ImageError as exc:  # decoding fails where the header read well (a truncated file)
+                errors.append(bad.add(r, "images", exc) if bad is not None else f"record {r.id}: {exc}")
                 bar.update(1)
 
         def save(indices: list[int], outs: list[list[str]]) -> None:
@@ -125,15 +132,28 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     processor = processor or load_processor(cfg.model)
     model = model or load_model(cfg.model)
     sizing = ImageSizing.from_processor(processor)
-    loaded, load_errors, root = load_items(cfg)
+    loaded, bad, root = load_items(cfg)
     records = select(loaded, cfg.limit_per_task)
+    n_load_errors = len(bad)  # their ids may be good records' (a duplicate id): not to be unscored
+    runnable = bad.usable(records, root, check_boxes=cfg.benchmark == "records", sizing=sizing,
+                          max_image_tokens=context_left(model, cfg.max_new_tokens))
     out = Path(cfg.out)
     log = AppendLog(out / "predictions.jsonl")
     engine = HFEngine(model, processor, batch_size=cfg.batch_size)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
-    errors = generate_predictions(engine, records, root, log, params, cfg.cot, cfg.chunk)
+    generate_predictions(engine, runnable, root, log, params, cfg.cot, cfg.chunk, bad=bad)
     predictions = {rid: row["text"] for rid, row in log.rows.items()}
-    scores = score_items(cfg, records, predictions, root, sizing)
-    scores["record_errors"] = load_errors + errors
+    skipped = {b.record for b in bad.items[n_load_errors:]}
+    scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in skipped]
+    scores = score_items(cfg, scored, predictions, root, sizing)
+    scores["record_errors"] = [str(b) for b in bad.items]
+    scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)
     return scores
+
+
+def context_left(model: Any, max_new_tokens: int) -> int | None:
+    """Positions a prompt's image tokens may take: the model's context minus the answer's tokens."""
+    config = getattr(model.config, "text_config", model.config)
+    limit = getattr(config, "max_position_embeddings", None)
+    return limit - max_new_tokens if isinstance(limit, int) else None

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
+from migrl.bad_records import BadRecords
 from migrl.boxes import Space, parse_answer
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
@@ -31,6 +32,7 @@ from migrl.models.loading import load_model, load_processor, resolve_model_path
 from migrl.prompts import user_message
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
+from migrl.stages.grpo_sharing import GroupSharingMixin
 from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, freeze_vision
 
 
@@ -54,6 +56,8 @@ class GRPOStageConfig(GRPOConfig):
     dynamic_filter: bool = field(default=False, metadata={"help": "mask groups whose rewards are all equal out of the loss (online filtering)"})
     rollout_log_every: int = field(default=10, metadata={"help": "write a few rollouts to rollouts.jsonl every N steps (0 = never)"})
     rollout_log_count: int = 4
+    share_group_compute: bool = field(default=True, metadata={"help": "compute a GRPO group's shared prompt, image features and image processing once, not per rollout (same algorithm; false = TRL's per-rollout path)"})
+    strict: bool = field(default=False, metadata={"help": "stop at the first bad record instead of skipping it"})
 
 
 def prompt_length(processor: Any, record: Record, images: list[Any]) -> int:
@@ -61,18 +65,22 @@ def prompt_length(processor: Any, record: Record, images: list[Any]) -> int:
     return int(processor(text=[text], images=images, return_tensors="pt")["input_ids"].shape[1])
 
 
-def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOStageConfig) -> tuple[Any, list[str]]:
-    """Rows of (prompt, images, target, id); bad and too-long records come back as errors."""
+def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOStageConfig,
+                  bad: BadRecords | None = None) -> tuple[Any, list[str]]:
+    """Rows of (prompt, images, target, id); bad and too-long records come back as errors (and go to
+    ``bad`` when given)."""
     from datasets import Dataset, Image, List
 
+    bad = bad if bad is not None else BadRecords()
     sizing = ImageSizing.from_processor(processor)
     rows, errors = [], []
     for r in records:
+        if r.target is None:
+            errors.append(bad.add(r, "boxes", "no ground-truth box"))
+            continue
         try:
             paths = [resolve_image_path(p, root) for p in r.images]
             images = [load_image(p) for p in paths]  # refuses bombs and broken files now, not mid-training
-            if r.target is None:
-                raise ValueError("no ground-truth box")
             if cfg.max_prompt_length:
                 n = prompt_length(processor, r, images)
                 if n > cfg.max_prompt_length:
@@ -82,7 +90,7 @@ def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOSt
                     )
             target = target_in_model_space(r, [image_size(p) for p in paths], Space(cfg.coords), sizing)
         except (ImageError, ValueError) as exc:
-            errors.append(f"record {r.id}: {exc}")
+            errors.append(bad.add(r, "images", exc))
             continue
         rows.append({"prompt": [user_message(r)], "images": [str(p) for p in paths], "target": target, "id": r.id})
     if not rows:
@@ -90,7 +98,7 @@ def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOSt
     return Dataset.from_list(rows).cast_column("images", List(Image())), errors
 
 
-class MigrlGRPOTrainer(GRPOTrainer):
+class MigrlGRPOTrainer(GroupSharingMixin, GRPOTrainer):
     """GRPOTrainer with rollout logging and optional online filtering of zero-variance groups.
 
     Overrides two private methods of trl 1.16 (``_calculate_rewards``, ``_generate_and_score_completions``):
@@ -98,8 +106,9 @@ class MigrlGRPOTrainer(GRPOTrainer):
     """
 
     def __init__(self, *args: Any, dynamic_filter: bool = False, rollout_log: Path | None = None,
-                 rollout_log_every: int = 10, rollout_log_count: int = 4, **kwargs: Any):
+                 rollout_log_every: int = 10, rollout_log_count: int = 4, share_group_compute: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self._install_group_sharing(share_group_compute)
         self.dynamic_filter = dynamic_filter
         self.rollout_log, self.rollout_log_every, self.rollout_log_count = rollout_log, rollout_log_every, rollout_log_count
         self._last_rewards: torch.Tensor | None = None
@@ -159,7 +168,8 @@ def _adapt_to_device(cfg: GRPOStageConfig) -> None:
 
 def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     from peft import LoraConfig
-    from transformers.trainer_utils import get_last_checkpoint
+
+    from migrl.stages.checkpoints import last_complete_checkpoint
 
     _adapt_to_device(cfg)
     model_path = resolve_model_path(cfg.model_name_or_path)
@@ -167,9 +177,12 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     model = load_model(model_path, dtype=torch.float32 if cfg.use_cpu else None)
     if cfg.freeze_vision:
         freeze_vision(model)
-    loaded = load_records(cfg.data)
-    dataset, errors = build_dataset(loaded.records, data_root(cfg.data), processor, cfg)
-    errors = loaded.errors + errors
+    loaded = load_records(cfg.data, strict=cfg.strict)
+    bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
+    root = data_root(cfg.data)
+    dataset, _ = build_dataset(bad.usable(loaded.records, root), root, processor, cfg, bad)
+    errors = [str(b) for b in bad.items]
+    bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
     if dataset is None:
         raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")
     unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
@@ -192,9 +205,9 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
         rollout_log=out / "rollouts.jsonl",
         rollout_log_every=cfg.rollout_log_every,
         rollout_log_count=cfg.rollout_log_count,
+        share_group_compute=cfg.share_group_compute,
     )
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(out))
     final = trainer.model
     if cfg.use_lora and cfg.merge:
         final = final.merge_and_unload()
@@ -202,6 +215,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     processor.save_pretrained(out)
     history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(dataset), "errors": errors,
+               "bad_records": bad_summary,
                "first_log": history[0] if history else None, "last_log": history[-1] if history else None}
     write_json_atomic(out / "grpo_summary.json", summary)
     return summary

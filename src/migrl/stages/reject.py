@@ -6,7 +6,8 @@ Answers are judged with the shared reward module (IoU >= 0.5 in the model's own 
 
 Files in ``--out``: ``samples.jsonl`` (each item's k answers, appended batch by batch; a rerun after
 ``kill -9`` samples only what is missing), ``rl.jsonl`` (the kept records) and ``stats.json`` (per
-task: asked, kept, all_right, all_wrong), rebuilt from the samples and written atomically.
+task: asked, kept, all_right, all_wrong), rebuilt from the samples and written atomically, and
+``bad_records.jsonl`` (the records skipped, with the reason).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, SamplingParams
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
@@ -36,6 +38,7 @@ class RejectConfig:
     batch_size: int = 32  # completions per forward
     coords: str = Space.QWEN25.value  # the space the model answers in
     chunk: int = 64  # items whose images are loaded at once
+    strict: bool = False  # stop at the first bad record instead of skipping it
 
 
 def verdict(texts: list[str], target: dict[str, Any]) -> str:
@@ -47,7 +50,8 @@ def verdict(texts: list[str], target: dict[str, Any]) -> str:
     return "kept"
 
 
-def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog, params: SamplingParams, chunk: int) -> list[str]:
+def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog, params: SamplingParams, chunk: int,
+                 bad: BadRecords | None = None) -> list[str]:
     """Sample k answers for records not yet in ``log``; returns errors of records that cannot run."""
     from migrl.stages.evaluate import request_for
 
@@ -60,8 +64,8 @@ def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog,
             try:
                 requests.append(request_for(r, root))
                 part.append(r)
-            except ImageError as exc:
-                errors.append(f"record {r.id}: {exc}")
+            except ImageError as exc:  # decoding fails where the header read well (a truncated file)
+                errors.append(bad.add(r, "images", exc) if bad is not None else f"record {r.id}: {exc}")
                 bar.update(1)
 
         def save(indices: list[int], outs: list[list[str]]) -> None:
@@ -73,7 +77,8 @@ def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog,
     return errors
 
 
-def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, sizing: ImageSizing) -> tuple[list[dict], dict[str, Any], list[str]]:
+def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, sizing: ImageSizing,
+              bad: BadRecords | None = None) -> tuple[list[dict], dict[str, Any], list[str]]:
     kept, errors = [], []
     stats: dict[str, Any] = {"asked": 0, "kept": 0, "all_right": 0, "all_wrong": 0, "tasks": {}}
     for r in records:
@@ -82,8 +87,8 @@ def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, 
             continue
         try:
             sizes = [image_size(resolve_image_path(p, root)) for p in r.images]
-        except ImageError as exc:
-            errors.append(f"record {r.id}: {exc}")
+        except ImageError as exc:  # an image that went missing since it was sampled
+            errors.append(bad.add(r, "images", exc) if bad is not None else f"record {r.id}: {exc}")
             continue
         v = verdict(row["samples"], target_in_model_space(r, sizes, coords, sizing))
         per = stats["tasks"].setdefault(r.task, {"asked": 0, "kept": 0, "all_right": 0, "all_wrong": 0})
@@ -101,15 +106,20 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     processor = processor or load_processor(cfg.model)
     model = model or load_model(cfg.model)
     sizing = ImageSizing.from_processor(processor)
-    loaded = load_records(cfg.data)
+    loaded = load_records(cfg.data, strict=cfg.strict)
+    bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
     root = data_root(cfg.data)
+    from migrl.stages.evaluate import context_left
+
+    records = bad.usable(loaded.records, root, sizing=sizing, max_image_tokens=context_left(model, cfg.max_new_tokens))
     out = Path(cfg.out)
     log = AppendLog(out / "samples.jsonl")
     engine = HFEngine(model, processor, batch_size=cfg.batch_size)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
-    errors = loaded.errors + sample_items(engine, loaded.records, root, log, params, cfg.chunk)
-    kept, stats, more = summarize(loaded.records, log, root, Space(cfg.coords), sizing)
-    stats["errors"] = errors + more
+    sample_items(engine, records, root, log, params, cfg.chunk, bad=bad)
+    kept, stats, _ = summarize(records, log, root, Space(cfg.coords), sizing, bad=bad)
+    stats["errors"] = [str(b) for b in bad.items]
+    stats["bad_records"] = bad.finish(out)
     write_jsonl_atomic(out / "rl.jsonl", kept)
     write_json_atomic(out / "stats.json", stats)
     return stats

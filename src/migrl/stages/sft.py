@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from trl import SFTConfig, SFTTrainer
 
+from migrl.bad_records import BadRecords
 from migrl.boxes import Space, format_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
@@ -49,6 +50,7 @@ class SFTStageConfig(SFTConfig):
     coords: str = field(default=Space.QWEN25.value, metadata={"help": "space of the answers (answer-only baseline)"})
     min_pixels: int = field(default=0, metadata={"help": "override the model's image-size setting (0 = keep)"})
     max_pixels: int = 0
+    strict: bool = field(default=False, metadata={"help": "stop at the first bad record instead of skipping it"})
 
 
 class RecordDataset(torch.utils.data.Dataset):
@@ -93,22 +95,28 @@ def answer_only(record: Record, size: tuple[int, int], space: Space, sizing: Ima
 
 
 def fit_records(records: list[Record], root: Path, processor: Any, max_length: int | None, cot: bool,
-                answers: dict[str, str]) -> tuple[list[Record], list[str]]:
-    """Records that load and fit ``max_length``, and an error for each one that does not."""
+                answers: dict[str, str], bad: BadRecords | None = None) -> tuple[list[Record], list[str]]:
+    """Records that load and fit ``max_length``, and an error for each one that does not (also added
+    to ``bad`` when given)."""
+    bad = bad if bad is not None else BadRecords()
     dataset = RecordDataset(records, root, cot, answers)
     kept, errors = [], []
     for i, record in enumerate(records):
         try:
             example = dataset[i]
-        except (ImageError, ValueError) as exc:
-            errors.append(f"record {record.id}: {exc}")
+        except ImageError as exc:
+            errors.append(bad.add(record, "images", exc))
+            continue
+        except ValueError as exc:
+            errors.append(bad.add(record, "response", exc))
             continue
         if max_length:
             ids = processor.apply_chat_template(
                 [_with_images(example)], tokenize=True, return_dict=True, processor_kwargs={"padding": False}
             )["input_ids"][0]
             if len(ids) > max_length:
-                errors.append(f"record {record.id}: {len(ids)} tokens with its images, over max_length {max_length}; skipped")
+                reason = f"{len(ids)} tokens with its {len(record.images)} image(s), over max_length {max_length}; skipped"
+                errors.append(bad.add(record, "images", reason))
                 continue
         kept.append(record)
     return kept, errors
@@ -153,9 +161,16 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     if cfg.freeze_vision:
         freeze_vision(model)
 
-    loaded = load_records(cfg.data)
+    loaded = load_records(cfg.data, strict=cfg.strict)
+    bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
     root = data_root(cfg.data)
-    records = [r for r in loaded.records if cfg.cot is False or r.response is not None]
+    records = []
+    for r in loaded.records:
+        if cfg.cot and r.response is None:
+            bad.add(r, "response", "no response to train on (cot: true needs the teacher's answer)")
+        else:
+            records.append(r)
+    records = bad.usable(records, root)
     answers: dict[str, str] = {}
     if not cfg.cot:
         from migrl.images import image_size
@@ -163,8 +178,9 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
         for r in records:
             size = image_size(resolve_image_path(r.images[r.target.image_index], root))
             answers[r.id] = answer_only(r, size, Space(cfg.coords), sizing)
-    records, errors = fit_records(records, root, processor, cfg.max_length, cfg.cot, answers)
-    errors = loaded.errors + errors
+    records, _ = fit_records(records, root, processor, cfg.max_length, cfg.cot, answers, bad)
+    errors = [str(b) for b in bad.items]
+    bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
     if not records:
         raise ValueError(f"{cfg.data}: no usable SFT records ({len(errors)} errors; first: {errors[:1]})")
 
@@ -194,13 +210,13 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
         final = final.merge_and_unload()
     final.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(records), "errors": errors}
+    summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(records), "errors": errors,
+               "bad_records": bad_summary}
     write_json_atomic(out / "sft_summary.json", summary)
     return summary
 
 
 def _last_checkpoint(cfg: SFTStageConfig) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    from migrl.stages.checkpoints import last_complete_checkpoint
 
-    out = Path(cfg.output_dir)
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
+    return last_complete_checkpoint(cfg.output_dir)

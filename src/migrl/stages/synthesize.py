@@ -10,7 +10,8 @@ resized by the *teacher's* processor; Qwen2: [0, 1000)) and converted through ``
 Files in ``--out``: ``answers.jsonl`` (every item's k answers or its failure, appended as they come;
 a rerun after ``kill -9`` asks only for what is missing), ``sft.jsonl`` (kept records) and
 ``stats.json`` (asked, kept, dropped by reason, per task), both rebuilt from ``answers.jsonl``
-and written atomically.
+and written atomically; ``bad_records.jsonl`` lists the items skipped (bad records, and items the
+teacher kept failing on, field "teacher").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from migrl.bad_records import BadRecords
 from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, format_answer, iou, parse_answer
 from migrl.engines.openai_compat import Failure
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
@@ -45,6 +47,7 @@ class SynthesizeConfig:
     tasks: tuple[str, ...] = ()  # only these tasks (default: every task in the file)
     limit: int = 0  # at most this many items (0 = all)
     retry_failed: bool = True  # a rerun asks again for items whose teacher request failed
+    strict: bool = False  # stop at the first bad record instead of skipping it
 
 
 @dataclass
@@ -116,10 +119,12 @@ def synthesize(
 
     student_sizing = student_sizing or TINY_SIZING
     out = Path(cfg.out)
-    loaded = load_records(cfg.data)
+    loaded = load_records(cfg.data, strict=cfg.strict)
+    bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
     records = [r for r in loaded.records if not cfg.tasks or r.task in cfg.tasks]
     records = records[: cfg.limit] if cfg.limit else records
     root = data_root(cfg.data)
+    records = bad.usable(records, root)
     log = AppendLog(out / "answers.jsonl")
     if cfg.retry_failed:  # a rerun asks again for items the teacher failed on (time-outs, 5xx)
         log.forget(r.id for r in records if r.id in log and log.rows[r.id].get("error"))
@@ -127,8 +132,10 @@ def synthesize(
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="synthesize", unit="item")
 
     def save(record: Record, result: list[str] | Failure) -> None:
+        if isinstance(result, Failure) and result.field and cfg.strict:
+            bad.add(record, result.field, result.reason)  # raises: --strict stops here
         if isinstance(result, Failure):
-            log.append([{"id": record.id, "responses": [], "error": result.reason}])
+            log.append([{"id": record.id, "responses": [], "error": result.reason, "field": result.field}])
         else:
             log.append([{"id": record.id, "responses": result, "error": None}])
         bar.update(1)
@@ -137,27 +144,30 @@ def synthesize(
     bar.close()
 
     kept_rows, stats = [], _empty_stats()
-    errors = list(loaded.errors)
     for record in records:
         row = log.rows.get(record.id)
         if row is None:  # the teacher never reported this item
-            errors.append(f"record {record.id}: no answer from the teacher")
+            bad.add(record, "teacher", "no answer from the teacher", stops=False)
+            continue
+        if row.get("error") and row.get("field"):  # the input, not the teacher (an image that does not decode)
+            bad.add(record, row["field"], row["error"])
             continue
         try:
             sizes = [image_size(resolve_image_path(p, root)) for p in record.images]
         except ImageError as exc:
-            errors.append(f"record {record.id}: {exc}")
+            bad.add(record, "images", exc)
             continue
         reason, responses = decide(record, row, sizes, teacher.coords, teacher.sizing, student_coords, student_sizing, cfg.keep)
         _count(stats, record.task, reason)
         if reason == "teacher_error":
-            errors.append(f"record {record.id}: teacher failed: {row['error']}")
+            bad.add(record, "teacher", f"teacher failed: {row['error']}; a rerun asks again", stops=False)
         for i, response in enumerate(responses):
             rid = record.id if len(responses) == 1 else f"{record.id}#{i}"
             derived = record.with_response(response).with_absolute_images(root)
             kept_rows.append({**derived.to_dict(), "id": rid, "split": "train"})
     write_jsonl_atomic(out / "sft.jsonl", kept_rows)
-    stats["errors"] = errors
+    stats["errors"] = [str(b) for b in bad.items]
+    stats["bad_records"] = bad.finish(out)
     write_json_atomic(out / "stats.json", stats)
     return stats
 
