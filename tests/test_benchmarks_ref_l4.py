@@ -52,3 +52,13 @@ def test_qwen2_and_qwen25_conversion(tmp_path):
     assert score(path, {"000000": json.dumps({"bbox_2d": [round(v) for v in q25]})}, Space.QWEN25)["counts"]["val"] == [1, 2]
     res = score(path, {"000000": "garbage \u0000 [1e309, 2, 3, 4]"}, Space.QWEN25)
     assert res["counts"]["val"] == [0, 2] and res["missing_predictions"] == 2
+
+
+def test_iou_is_single_precision_like_the_official_tensors():
+    # 0.5000000596046448 is what JierunChen/Ref-L4 ref_l4/overlaps.py bbox_overlaps returned for this pair
+    # (torch.tensor of Python floats: float32), run outside this repository; in float64 the IoU is
+    # 0.5000000000000001. Both are > 0.5, but other pairs fall on either side (2 in 2M decisions).
+    assert official_iou([0.1, 0.2, 10.3, 10.7], [0.1, 0.2, 5.2, 10.7]) == 0.5000000596046448
+    assert official_iou([0, 0, 100, 100], [0, 0, 50, 100]) == 0.5
+    # a decision that float64 gets wrong: official 0.800000011920929 > 0.8 (float64: exactly 0.8, not > 0.8)
+    assert official_iou([389, 14, 409, 146], [392, 14, 408, 146]) == 0.800000011920929 > 0.8
