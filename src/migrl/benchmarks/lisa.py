@@ -8,6 +8,9 @@ and ``compute_iou``, ``merge.py`` (Acc@0.5 with ``>=``); the same code as Visual
   the ground truth is ``boxes[0]`` in pixels, divided by the image size.
 - The model box is the FIRST match of ``\\(\\s*(\\d+)\\s*,\\s*(\\d+)\\s*\\)\\s*,\\s*\\(...\\)`` in the WHOLE
   response, divided by 1000 (Qwen2-VL). IoU has ``+ 1e-6`` in the denominator; any failure scores 0.
+  (The official script decodes ``generated_ids`` untrimmed, so its "response" starts with the prompt;
+  an instruction holding a ``(x1,y1),(x2,y2)`` pair would be read there first. migrl reads the model's
+  text only. A record the official loop fails on counts 0 there; here it is a load error, reported.)
 - Also read: a LISA ReasonSeg folder (one ``name.json`` with ``text`` and ``shapes`` per ``name.jpg``);
   the box is the min/max of the first shape's points (label not checked), the instruction ``text[0]``.
   The conversion script itself was not found; this follows /work/shared/BENCHMARKS.md.
