@@ -76,3 +76,10 @@ def load_model(
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def context_left(model: Any, new_tokens: int) -> int | None:
+    """Positions a prompt's image tokens may take: the model's context minus the answer's tokens."""
+    config = getattr(model.config, "text_config", model.config)
+    limit = getattr(config, "max_position_embeddings", None)
+    return limit - new_tokens if isinstance(limit, int) else None

@@ -28,7 +28,7 @@ from migrl.bad_records import BadRecords
 from migrl.boxes import Space, parse_answer
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
-from migrl.models.loading import load_model, load_processor, resolve_model_path
+from migrl.models.loading import context_left, load_model, load_processor, resolve_model_path
 from migrl.prompts import user_message
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
@@ -180,7 +180,9 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     loaded = load_records(cfg.data, strict=cfg.strict)
     bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
     root = data_root(cfg.data)
-    dataset, _ = build_dataset(bad.usable(loaded.records, root), root, processor, cfg, bad)
+    usable = bad.usable(loaded.records, root, sizing=ImageSizing.from_processor(processor),
+                        max_image_tokens=context_left(model, cfg.max_completion_length))
+    dataset, _ = build_dataset(usable, root, processor, cfg, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
     if dataset is None:
