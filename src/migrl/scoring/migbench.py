@@ -61,6 +61,27 @@ def official_extract_bbox(text: str) -> list:
         return [0.0, 0.0, 0.0, 0.0]
 
 
+def official_scored_box(text: str) -> list[float]:
+    """The box ``calculate_iou`` reads from ``extract_bbox(text)`` (its first), without building the rest.
+
+    Same result as ``official_extract_bbox`` for scoring: the pattern order and the /1000 rules are
+    the official ones, and whether the rule for one match or for several applies only needs to know
+    that a second match exists. A model stuck repeating a box thousands of times then costs one
+    match, not thousands of float conversions. (The official fallback to a zero box on a failed
+    conversion cannot happen: ``\\d`` matches decimal digits only, which ``float`` accepts.)
+    """
+    for pattern in _OFFICIAL_PATTERNS:
+        found = pattern.finditer(text)
+        first = next(found, None)
+        if first is None:
+            continue
+        values = [float(v) for v in first.groups()]
+        if next(found, None) is None:
+            return [v / 1000 if v >= 1 else v for v in values]
+        return [v / 1000 if v > 1 else v for v in values]
+    return []
+
+
 def official_iou(gt: list[float], pred: list) -> float:
     """``calculate_iou(box1=ground truth, box2=prediction)`` exactly (an inverted GT scores 0).
 
@@ -138,7 +159,7 @@ def predicted_box(text: str, record: dict[str, Any], coords: Space, image_root: 
     """The box to score, in [0, 1] of the target image, following the official rule where it applies."""
     part = answer_part(text)
     if coords in (Space.QWEN2, Space.NORMALIZED):
-        return official_extract_bbox(part)
+        return official_scored_box(part)
     box = parse_answer(part).first_box
     if box is None:
         return []
