@@ -166,3 +166,20 @@ def test_prediction_goes_on_the_image_it_names_or_else_the_target(world):
     far = right.replace(f'"image": {target + 1}', '"image": 9')
     beyond = place_prediction("a", far, record, images, Space.QWEN25, TINY_SIZING)
     assert beyond.bbox is None and "names image 9" in beyond.note
+
+
+def test_a_box_that_cannot_be_seen_says_why(world):
+    from migrl.report.pictures import load_images, place_prediction
+
+    data, records, _, _ = world
+    record = next(r for r in records if len(r.images) >= 2)
+    images = load_images(record, data_root(data))
+    target = record.target.image_index
+    other = 1 - target if target < 2 else 0
+    w, h = images[other].size
+    off = f'{{"image": {other + 1}, "bbox_2d": [{w * 3}, {h * 3}, {w * 4}, {h * 4}]}}'
+    pred = place_prediction("a", off, record, images, Space.PIXELS, TINY_SIZING)
+    assert pred.iou == 0.0 and f"box on image {other + 1}, the object is in image {target + 1}" in pred.note
+    assert f"box outside image {other + 1} ({w}x{h} px)" in pred.verdict()
+    inverted = f'{{"image": {target + 1}, "bbox_2d": [20, 20, 10, 10]}}'
+    assert "empty or inverted box" in place_prediction("a", inverted, record, images, Space.PIXELS, TINY_SIZING).note

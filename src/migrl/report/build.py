@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrl.boxes import Space
-from migrl.images import ImageSizing
+from migrl.boxes import PredictedBox, Space
+from migrl.images import ImageError, ImageSizing, resolve_image_path
 from migrl.jsonl import write_text_atomic
-from migrl.records import Record, data_root, load_records
+from migrl.records import LoadReport, Record, data_root, load_records
 from migrl.report.paper import MIG_BENCH, paper_rows
-from migrl.report.pictures import draw_item, load_images, place_prediction, save_png_atomic
+from migrl.report.pictures import BoxReader, draw_item, first_box, load_images, place_prediction, save_png_atomic
 from migrl.report.render import Item, Table, to_html, to_markdown
 from migrl.scoring.predictions import read_predictions
 
@@ -59,7 +59,22 @@ def _task_order(runs: list[Run], domains: dict[str, str]) -> list[str]:
     return sorted(tasks, key=lambda t: (domains.get(t) != "id", t))  # in-domain first, as the averages
 
 
-def score_table(runs: list[Run], domains: dict[str, str]) -> Table:
+SCORE_TITLES = {
+    "world": "Scores per task (Acc@0.5, %)",
+    "mc-bench": "Accuracy per prompt style (%; image level, no IoU, as eval_mc_bench.py)",
+    "ref-l4": "Scores per split (Acc@0.5 with IoU > 0.5, %)",
+    "blink": "Accuracy per subtask (%, rule-only)",
+    "mmiu": "Accuracy per task (%, rule-only)",
+}
+# Figures of ours with no column in the paper, shown beside its columns with a label that says what they are.
+EXTRA_COLUMNS = {"mc-bench": [("ap50_bugs_fixed", "AP50, 2 bugs fixed")]}
+EXTRA_NOTES = {
+    "mc-bench": "AP50 is the official eval_mc_bench.py figure; 'AP50, 2 bugs fixed' is migrl's with annotation "
+                "id 0 able to match and every pair's group re-mapping kept (the official keeps only the last).",
+}
+
+
+def score_table(runs: list[Run], domains: dict[str, str], benchmark: str = "world") -> Table:
     """Acc@0.5 per task per run (hits / items), then the ID / OOD / overall means over tasks."""
     rows = []
     for task in _task_order(runs, domains):
@@ -71,7 +86,7 @@ def score_table(runs: list[Run], domains: dict[str, str]) -> Table:
         rows.append(cells)
     for key, name in AVERAGES:
         rows.append([name, ""] + [_number(run.scores.get(key)) for run in runs])
-    return Table("Scores per task (Acc@0.5, %)", ["task", "domain"] + [r.label for r in runs], rows)
+    return Table(SCORE_TITLES.get(benchmark, SCORE_TITLES["world"]), ["task", "domain"] + [r.label for r in runs], rows)
 
 
 def _our_value(scores: dict[str, Any], key: str) -> Any:
@@ -83,12 +98,15 @@ def paper_table(runs: list[Run], benchmark: str) -> Table | None:
     columns, rows = paper_rows(benchmark)
     if not columns:
         return None
+    columns = columns + EXTRA_COLUMNS.get(benchmark, [])
     keys = [k for k, _ in columns]
     body = [[f"paper: {model}"] + [_number(values.get(k)) for k in keys] for model, values in rows.items()]
-    body += [[f"ours: {run.label}"] + [_number(_our_value(run.scores, k)) for k in keys] for run in runs]
+    body += [[f"ours: {run.label}" + (" (rule-only)" if run.scores.get("rule_only") else "")]
+             + [_number(_our_value(run.scores, k)) for k in keys] for run in runs]
     note = "The paper's figures as printed (tables named in migrl/report/paper.py)."
     if benchmark == MIG_BENCH:
         note = "Paper: Table 2 (per task, AVG) and Table 3 (in-domain / out-of-domain)."
+    note = " ".join(filter(None, (note, EXTRA_NOTES.get(benchmark, ""))))
     return Table("The paper beside ours", ["model"] + [label for _, label in columns], body, note)
 
 
@@ -98,6 +116,9 @@ def run_notes(runs: list[Run]) -> list[str]:
         missing = run.scores.get("missing_predictions")
         if missing:
             notes.append(f"{run.label}: {missing} item(s) had no prediction and count as wrong")
+        if run.scores.get("rule_only"):
+            notes.append(f"{run.label}: rule-only figure: {run.scores.get('judge_needed', 0)} answer(s) the official "
+                         "code would hand to its GPT judge count as wrong (no judge offline)")
         errors = list(run.scores.get("errors", [])) + list(run.scores.get("record_errors", [])) + run.problems
         notes += [f"{run.label}: {e}" for e in errors[:20]]
         if len(errors) > 20:
@@ -121,12 +142,14 @@ def _picture_name(n: int, record: Record) -> str:
 
 
 def make_pictures(
-    records: list[Record], runs: list[Run], root: Path, out: Path, coords: Space, sizing: ImageSizing
+    records: list[Record], runs: list[Run], root: Path, out: Path, coords: Space, sizing: ImageSizing,
+    reader: BoxReader = first_box,
 ) -> list[Item]:
     items = []
     for n, record in enumerate(records):
         images = load_images(record, root)
-        preds = [place_prediction(r.label, r.predictions.get(record.id), record, images, coords, sizing) for r in runs]
+        preds = [place_prediction(r.label, r.predictions.get(record.id), record, images, coords, sizing, reader)
+                 for r in runs]
         name = f"{PICTURES}/{_picture_name(n, record)}"
         save_png_atomic(draw_item(record, images, preds, sizing), out / name)
         items.append(Item(record, name, preds))
@@ -137,6 +160,54 @@ def make_pictures(
     return items
 
 
+def _readable(path: str, root: Path) -> bool:
+    try:
+        return resolve_image_path(path, root).is_file()
+    except ImageError:
+        return False
+
+
+def report_records(data: Path, benchmark: str, image_root: Path | None) -> tuple[LoadReport, Path]:
+    """The records the runs answered, and the folder their images are relative to.
+
+    A migrl records JSONL (the world, or a benchmark already converted) is read as such; otherwise the
+    benchmark's official annotation file goes through that benchmark's loader, with the ids its eval and
+    scorer use, so the pictures show the official items.
+    """
+    loaded = load_records(data)
+    if loaded.records or benchmark == "world":
+        return loaded, image_root or data_root(data)
+    if benchmark == MIG_BENCH:
+        from migrl.scoring.migbench import migbench_records
+
+        return LoadReport(records=migbench_records(data)), image_root or data_root(data)
+    from migrl.benchmarks import BENCHMARKS
+    from migrl.benchmarks.base import root_of
+
+    if benchmark not in BENCHMARKS:
+        return loaded, image_root or data_root(data)
+    return BENCHMARKS[benchmark].load(data, image_root), root_of(data, image_root)
+
+
+def box_reader(benchmark: str, coords: Space) -> BoxReader:
+    """MIG-Bench's official rule (eval/utils.py extract_bbox on the <answer> part, first box, no image
+    check) where it is what the scorer applies; migrl's parser everywhere else."""
+    if benchmark != MIG_BENCH or coords not in (Space.QWEN2, Space.NORMALIZED):
+        return first_box
+    from migrl.scoring.migbench import answer_part, official_extract_bbox
+
+    scale = 1000.0 if coords is Space.QWEN2 else 1.0  # the official box is in [0, 1]; back to the model's space
+
+    def read(text: str) -> PredictedBox | None:
+        found = official_extract_bbox(answer_part(text))
+        if not found:
+            return None
+        box = found[0] if isinstance(found[0], list) else found
+        return PredictedBox(tuple(v * scale for v in box), None, "official")  # type: ignore[arg-type]
+
+    return read
+
+
 def write_report(
     runs: dict[str, Path],
     data: Path,
@@ -145,25 +216,32 @@ def write_report(
     pictures_per_task: int = 2,
     coords: Space = Space.QWEN25,
     sizing: ImageSizing | None = None,
+    image_root: Path | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out/report.md``, ``out/report.html`` and ``out/pictures/*.png``; returns the two reports.
 
-    ``runs`` maps a label to an eval folder; ``data`` is the records JSONL the runs were evaluated on;
-    ``coords`` / ``sizing`` are the space the models answered in and their processor's image setting.
+    ``runs`` maps a label to an eval folder; ``data`` is what the runs were evaluated on (a records JSONL,
+    or the benchmark's official annotation file); ``coords`` / ``sizing`` are the space the models
+    answered in and their processor's image setting; ``image_root`` as for ``migrl eval``.
     """
     if not runs:
         raise ValueError("write_report needs at least one run: {label: eval folder}")
     loaded = [load_run(label, Path(folder)) for label, folder in runs.items()]
-    records = load_records(data)
+    records, root = report_records(Path(data), benchmark, Path(image_root) if image_root else None)
     domains = {r.task: r.domain for r in records.records}
     chosen = select_records(records.records, loaded, pictures_per_task)
     out = Path(out)
-    items = make_pictures(chosen, loaded, data_root(data), out, Space(coords), sizing or ImageSizing())
-    tables = [score_table(loaded, domains)]
+    coords = Space(coords)
+    items = make_pictures(chosen, loaded, root, out, coords, sizing or ImageSizing(), box_reader(benchmark, coords))
+    unreadable = sorted({path for r in chosen for path in r.images if not _readable(path, root)})
+    tables = [score_table(loaded, domains, benchmark)]
     comparison = paper_table(loaded, benchmark)
     if comparison is not None:
         tables.append(comparison)
     notes = run_notes(loaded) + [f"records: {e}" for e in records.errors[:20]]
+    if unreadable:  # grey panels: say where the images were looked for
+        notes.append(f"pictures: {len(unreadable)} image(s) not found or unreadable under {root} (e.g. {unreadable[0]}); "
+                     "pass --image-root, the folder the data's image paths are relative to")
     title = f"migrl report: {benchmark}"
     md, page = out / "report.md", out / "report.html"
     write_text_atomic(md, to_markdown(title, tables, items, notes))

@@ -3,19 +3,22 @@ prompt numbers them, ground truth in green and a run's predicted box in red, one
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-from migrl.boxes import Bbox, Space, clip_box, convert, iou, parse_answer
+from migrl.boxes import Bbox, PredictedBox, Space, clip_box, convert, iou, parse_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.records import Record
 
 TRUTH, PREDICTION = (0, 190, 0), (230, 0, 0)
 HEIGHT = 192  # every image is scaled to this height: the world's 112 px pictures become legible
-GAP, CAPTION = 8, 16
+GAP, CAPTION = 8, 18
+FONT_SIZE = 13  # Pillow's default caption font is 10 px: too small to read beside 192 px pictures
 # the truth's wider line stays visible inside a prediction drawn on top of it
 TRUTH_LINE, PREDICTION_LINE = 5, 2
 
@@ -57,13 +60,24 @@ def truth_boxes(record: Record, images: list[Image.Image | None], sizing: ImageS
     return out
 
 
+# Reads the box a scorer takes from a text, in the model's space (None: no box). By default migrl's parser;
+# a benchmark whose official rule reads boxes otherwise (MIG-Bench) passes its own, so that the picture
+# shows the box that was scored.
+BoxReader = Callable[[str], "PredictedBox | None"]
+
+
+def first_box(text: str) -> PredictedBox | None:
+    return parse_answer(text).first_box
+
+
 def place_prediction(
-    label: str, text: str | None, record: Record, images: list[Image.Image | None], coords: Space, sizing: ImageSizing
+    label: str, text: str | None, record: Record, images: list[Image.Image | None], coords: Space, sizing: ImageSizing,
+    reader: BoxReader = first_box,
 ) -> Prediction:
     """Convert the answer's first box from the model's space to pixels of the image it lies on."""
     if text is None:
         return Prediction(label, None, note="no prediction")
-    box = parse_answer(text).first_box
+    box = reader(text)
     if box is None:
         return Prediction(label, text, iou=0.0, note="no box in the answer")
     target = record.target
@@ -75,10 +89,18 @@ def place_prediction(
         return Prediction(label, text, note=f"image {index + 1} cannot be read")
     bbox = convert(box.bbox, coords, Space.PIXELS, image.size, sizing)
     score = None
+    notes = []
     if target is not None:
         truth = convert(target.bbox, target.space, Space.PIXELS, image.size, sizing)
         score = iou(bbox, truth) if index == target.image_index else 0.0
-    return Prediction(label, text, index, bbox, score)
+        if index != target.image_index:
+            notes.append(f"box on image {index + 1}, the object is in image {target.image_index + 1}")
+    x1, y1, x2, y2 = clip_box(bbox, image.width, image.height)
+    if not (bbox[2] > bbox[0] and bbox[3] > bbox[1]):  # nothing is drawn: say why, or it looks like no answer
+        notes.append("empty or inverted box")
+    elif not (x2 > x1 and y2 > y1):
+        notes.append(f"box outside image {index + 1} ({image.width}x{image.height} px)")
+    return Prediction(label, text, index, bbox, score, "; ".join(notes))
 
 
 def _panel(image: Image.Image | None) -> tuple[Image.Image, float]:
@@ -99,11 +121,26 @@ def _rectangle(
         draw.rectangle((x0 + x1, y0 + y1, x0 + x2, y0 + y2), outline=color, width=width)
 
 
-def _caption(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> None:
+@functools.lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=FONT_SIZE)  # the bitmap font, size ignored, without FreeType
+
+
+def _caption_text(draw: ImageDraw.ImageDraw, text: str) -> str:
     try:
-        draw.text(xy, text, fill=(0, 0, 0))
+        draw.textlength(text, font=_font())
+        return text
     except UnicodeEncodeError:  # Pillow without FreeType has a Latin-1 bitmap font only
-        draw.text(xy, text.encode("ascii", "replace").decode(), fill=(0, 0, 0))
+        return text.encode("ascii", "replace").decode()
+
+
+def _caption(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> None:
+    draw.text(xy, _caption_text(draw, text), fill=(0, 0, 0), font=_font())
+
+
+def _caption_width(text: str) -> int:
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return int(draw.textlength(_caption_text(draw, text), font=_font())) + 1
 
 
 def draw_item(
@@ -114,12 +151,14 @@ def draw_item(
     truths = truth_boxes(record, images, sizing)
     rows = predictions or [Prediction("ground truth only", None)]
     row_height = 2 * CAPTION + HEIGHT + GAP
-    width = GAP + sum(p.width + GAP for p, _ in panels)
+    captions = [": ".join(filter(None, (pred.label, pred.verdict()))) for pred in rows]
+    # wide enough for the longest caption: a narrow item must not cut its verdict off
+    width = max([GAP + sum(p.width + GAP for p, _ in panels)] + [2 * GAP + _caption_width(c) for c in captions])
     canvas = Image.new("RGB", (width, GAP + row_height * len(rows)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     for r, pred in enumerate(rows):
         y = GAP + r * row_height
-        _caption(draw, (GAP, y), ": ".join(filter(None, (pred.label, pred.verdict()))))
+        _caption(draw, (GAP, y), captions[r])
         x = GAP
         for i, panel in enumerate(panels):
             _caption(draw, (x, y + CAPTION), f"image {i + 1}")

@@ -19,7 +19,8 @@ LEGEND = "Ground truth in green, the run's predicted box in red, images numbered
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:80em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.2em .5em;text-align:right}
 td:first-child,th:first-child{text-align:left}pre{white-space:pre-wrap;text-align:left;margin:0;max-width:60em}
-section{border-top:1px solid #ddd;margin-top:1.5em}.note{color:#555}img{max-width:100%}"""
+section{border-top:1px solid #ddd;margin-top:1.5em}.note{color:#555}img{max-width:100%}
+table.answers td,table.answers th{text-align:left;vertical-align:top}"""
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _html_item(item: Item) -> str:
         f"<section><h3>{escape(r.task)}: {escape(r.id)}</h3>\n"
         f'<img src="{escape(item.picture)}" alt="{escape(r.id)}">\n'
         f"<blockquote><pre>{escape(r.question)}</pre></blockquote>\n"
-        f"<table><tr><th>run</th><th>IoU</th><th>answer</th></tr>\n{rows}</table></section>\n"
+        f'<table class="answers"><tr><th>run</th><th>IoU</th><th>answer</th></tr>\n{rows}</table></section>\n'
     )
 
 
