@@ -135,7 +135,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         runs[label] = Path(folder)
     sizing = _sizing_for(args, TINY_SIZING)
     md, html = write_report(runs, Path(args.data), Path(args.out), benchmark=args.benchmark,
-                            pictures_per_task=args.pictures_per_task, coords=Space(args.coords), sizing=sizing)
+                            pictures_per_task=args.pictures_per_task, coords=Space(args.coords), sizing=sizing,
+                            image_root=Path(args.image_root) if args.image_root else None)
     print(f"wrote {md} and {html}")
     return 0
 
@@ -247,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="Markdown + HTML report: per-task tables, the paper beside ours, box pictures")
     rp.add_argument("--run", action="append", required=True, help="LABEL=EVAL_FOLDER (scores.json + predictions.jsonl); repeat")
-    rp.add_argument("--data", required=True, help="the records JSONL the runs were evaluated on")
+    rp.add_argument("--data", required=True, help="what the runs were evaluated on: records JSONL or the benchmark's annotation file")
+    rp.add_argument("--image-root", default=None, help="folder the data's image paths are relative to (as for eval)")
     rp.add_argument("--out", default="runs/report")
     rp.add_argument("--benchmark", default="world", help="world, mig-bench, ...: which paper table to put beside ours")
     rp.add_argument("--pictures-per-task", type=int, default=2)
