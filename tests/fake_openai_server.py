@@ -8,8 +8,9 @@ requests it had in flight at once.
     with FakeOpenAIServer(latency=0.2) as server:
         engine = OpenAICompatEngine(OpenAIConfig(base_url=server.base_url, model="teacher"))
 
-With ``prompt_tokens`` (e.g. `processor_prompt_tokens`) it reports ``usage.prompt_tokens`` as a server
-that runs that processor would, so a test can play a server resizing images its own way.
+It reports ``usage.prompt_tokens`` as a vLLM server resizing images with ``sizing`` would count the
+image tokens (the text roughly: a token a word), so migrl's start-up image-token check passes against it
+with the matching setting; ``prompt_tokens`` (e.g. `processor_prompt_tokens`) counts exactly instead.
 
 A request's attempt number comes from the openai SDK's `x-stainless-retry-count` header (0 for a
 first attempt), so retries of the same request are told apart from new ones without guessing.
@@ -25,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Sequence
+
+from migrl.images import ImageSizing
 
 Answer = Callable[[list[dict[str, Any]], int], list[str | None]]  # (messages, n) -> n contents
 BodyTest = Callable[[dict[str, Any]], bool]
@@ -71,7 +74,8 @@ class FakeOpenAIServer:
     slow_attempts: int | None = None  # ...on their first k attempts (None: on every attempt)
     retry_after_ms: int | None = 10  # sent with errors; the SDK honours retry-after-ms over its back-off
     error_detail: Callable[[Call], str] | None = None  # appended to error messages (e.g. echo a header)
-    prompt_tokens: Callable[[dict[str, Any]], int] | None = None  # usage.prompt_tokens of a body (default 1)
+    prompt_tokens: Callable[[dict[str, Any]], int] | None = None  # usage.prompt_tokens of a body...
+    sizing: ImageSizing = field(default_factory=ImageSizing)  # ...else its images' tokens with this setting
 
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
@@ -178,7 +182,7 @@ class FakeOpenAIServer:
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         n = int(body.get("n") or 1)
         contents = self.answer(body.get("messages", []), n)
-        prompt = self.prompt_tokens(body) if self.prompt_tokens is not None else 1
+        prompt = self.prompt_tokens(body) if self.prompt_tokens is not None else sized_prompt_tokens(body, self.sizing)
         return {
             "id": f"chatcmpl-fake-{len(self.calls)}",
             "object": "chat.completion",
@@ -209,6 +213,23 @@ class FakeOpenAIServer:
         handler.wfile.write(data)
         handler.wfile.flush()
         return status
+
+
+def sized_prompt_tokens(body: dict[str, Any], sizing: ImageSizing) -> int:
+    """A prompt's tokens: a token a word of text, and each image's tokens after resizing with ``sizing``."""
+    from PIL import Image
+
+    count = 0
+    for message in body.get("messages", []):
+        content = message.get("content")
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content or []:
+            if part["type"] == "image_url":
+                data = part["image_url"]["url"].split(",", 1)[1]
+                with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+                    count += sizing.image_tokens(*im.size) + 2  # with <|vision_start|>, <|vision_end|>
+            else:
+                count += len(str(part.get("text", "")).split())
+    return count
 
 
 def processor_prompt_tokens(processor: Any) -> Callable[[dict[str, Any]], int]:

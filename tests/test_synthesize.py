@@ -99,7 +99,9 @@ def _scripted_server_answer(pool: Path):
 
     def answer(messages, n):
         url = next(p["image_url"]["url"] for p in messages[-1]["content"] if p["type"] == "image_url")
-        r = by_image[hashlib.sha256(url.encode()).hexdigest()]
+        r = by_image.get(hashlib.sha256(url.encode()).hexdigest())
+        if r is None:  # migrl's start-up probe (images of known sizes, not from the pool)
+            return ["two pictures"] * n
         sizes = [image_size(pool.parent / p) for p in r.images]
         return [teacher.answer(r, sizes, i) for i in range(n)]
 

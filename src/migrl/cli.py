@@ -63,8 +63,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         benchmark=args.benchmark,
         image_root=args.image_root,
         strict=args.strict,
+        shard=args.shard,
+        remote=remote_config(args),
     )
     scores = evaluate(cfg)
+    if "shard" in scores:  # this shard only generated: the merging run scores
+        print(json.dumps(scores))
+        return 0
     print(json.dumps({k: scores[k] for k in ("tasks", "avg", "id_avg", "ood_avg")}, indent=2))
     return exit_code(scores["bad_records"], args.out)
 
@@ -155,7 +160,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     cfg = SynthesizeConfig(
         data=args.data, out=args.out, k=args.k, keep=args.keep,
-        tasks=tuple(args.tasks.split(",")) if args.tasks else (), limit=args.limit, strict=args.strict,
+        tasks=tuple(args.tasks.split(",")) if args.tasks else (), limit=args.limit, strict=args.strict, shard=args.shard,
     )
     teacher_sizing = ImageSizing(args.teacher_min_pixels, args.teacher_max_pixels)
     if args.teacher == "scripted":
@@ -172,6 +177,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         teacher = HFTeacher.from_args(args)
     student_sizing = _sizing_for(args, TINY_SIZING)
     stats = synthesize(cfg, teacher, Space(args.student_coords), student_sizing)
+    if "shard" in stats:
+        print(json.dumps(stats))
+        return 0
     print(json.dumps({k: stats[k] for k in ("asked", "kept", "dropped")}))
     return exit_code(stats["bad_records"], args.out)
 
@@ -182,10 +190,57 @@ def cmd_reject(args: argparse.Namespace) -> int:
     cfg = RejectConfig(
         model=args.model, data=args.data, out=args.out, k=args.k, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, coords=args.coords, strict=args.strict,
+        shard=args.shard, remote=remote_config(args),
     )
     stats = reject(cfg)
+    if "shard" in stats:
+        print(json.dumps(stats))
+        return 0
     print(json.dumps({k: stats[k] for k in ("asked", "kept", "all_right", "all_wrong")}))
     return exit_code(stats["bad_records"], args.out)
+
+
+def cmd_serve_flags(args: argparse.Namespace) -> int:
+    from migrl.engines.serving import vllm_serve_command
+    from migrl.images import ImageSizing
+
+    if args.min_pixels or args.max_pixels:  # a model whose folder is not here (a teacher): its setting by hand
+        sizing = ImageSizing(args.min_pixels or ImageSizing.min_pixels, args.max_pixels or ImageSizing.max_pixels)
+    else:
+        sizing = _sizing_for(args, ImageSizing())
+    print(vllm_serve_command(args.model, sizing, args.max_images))
+    return 0
+
+
+SHARD_HELP = ("INDEX/COUNT, e.g. 0/4: generate only that share of the items into its own log (one job of several); "
+              "the same command without --shard merges the shard logs. Under torchrun / accelerate launch the ranks "
+              "share the items by themselves and rank 0 merges")
+MISMATCH_HELP = "warn instead of stopping when a server counts other image tokens than training (it resizes differently)"
+
+
+def add_served_options(p: argparse.ArgumentParser) -> None:
+    """--engine openai: generate with served copies of --model (vllm serve ...; `migrl serve-flags`)."""
+    p.add_argument("--engine", default="hf", choices=["hf", "openai"],
+                   help="hf: the model folder, here; openai: the same model behind OpenAI-compatible servers (--base-url)")
+    p.add_argument("--base-url", action="append", default=None,
+                   help="a server of the model, e.g. http://127.0.0.1:8000/v1; repeat for several (items are spread over them)")
+    p.add_argument("--served-model", default="", help="the name the servers serve the model under (default: --model)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight per server")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request attempt")
+    p.add_argument("--allow-image-token-mismatch", action="store_true", help=MISMATCH_HELP)
+
+
+def remote_config(args: argparse.Namespace):
+    if args.engine != "openai":
+        return None
+    from migrl.engines.remote import RemoteConfig
+
+    if not args.base_url:
+        raise SystemExit("--engine openai needs --base-url (one per server)")
+    return RemoteConfig(tuple(args.base_url), args.served_model or str(args.model), api_key_env=args.api_key_env,
+                        concurrency=args.concurrency, timeout=args.timeout,
+                        allow_image_token_mismatch=args.allow_image_token_mismatch)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -231,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-cot", action="store_true", help="ask for the answer only, without think/answer tags")
     e.add_argument("--limit-per-task", type=int, default=0)
     e.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    e.add_argument("--shard", default=None, help=SHARD_HELP)
+    add_served_options(e)
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("score", help="score a predictions JSONL without a model")
@@ -291,7 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--model", default=None, help="the student model folder (its image-size setting)")
     y.add_argument("--min-pixels", type=int, default=0)
     y.add_argument("--max-pixels", type=int, default=0)
-    y.add_argument("--base-url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible server (teacher openai)")
+    y.add_argument("--base-url", action="append", default=None,
+                   help="OpenAI-compatible server (teacher openai; default http://127.0.0.1:8000/v1); repeat for several")
+    y.add_argument("--teacher-processor", default=None,
+                   help="a folder with the teacher's processor: the image-token check then counts the whole prompt")
+    y.add_argument("--allow-image-token-mismatch", action="store_true", help=MISMATCH_HELP)
+    y.add_argument("--shard", default=None, help=SHARD_HELP)
     y.add_argument("--teacher-model", default="", help="model name on the server, or a local folder (teacher hf)")
     y.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     y.add_argument("--concurrency", type=int, default=16)
@@ -311,7 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=32, help="completions per forward")
     r.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
     r.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    r.add_argument("--shard", default=None, help=SHARD_HELP)
+    add_served_options(r)
     r.set_defaults(func=cmd_reject)
+
+    sf = sub.add_parser("serve-flags", help="the `vllm serve` line that resizes images as the model was trained")
+    sf.add_argument("--model", required=True, help="model folder (its min/max pixels), or a served name with --min/--max-pixels")
+    sf.add_argument("--max-images", type=int, default=8, help="images per prompt (--limit-mm-per-prompt)")
+    sf.add_argument("--min-pixels", type=int, default=0)
+    sf.add_argument("--max-pixels", type=int, default=0)
+    sf.set_defaults(func=cmd_serve_flags)
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
     d.add_argument("--out", default="runs/demo")

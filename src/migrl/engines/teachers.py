@@ -19,6 +19,7 @@ from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.records import Record
 
 OnResult = Callable[[Record, "list[str] | Failure"], None]
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # `vllm serve`'s default address
 
 
 class LazyRequests(Sequence[Request]):
@@ -59,11 +60,23 @@ class OpenAITeacher:
 
     @classmethod
     def from_args(cls, args: Any, sizing: ImageSizing) -> "OpenAITeacher":
+        """The teacher behind ``--base-url`` (repeatable), once every server passed the image-token check:
+        the teacher's boxes are read with ``sizing``, so the servers must resize with it."""
+        from migrl.engines.serving import check_image_tokens
+
         config = OpenAIConfig(
-            base_url=args.base_url, model=args.teacher_model, api_key_env=args.api_key_env,
+            base_url=args.base_url or [DEFAULT_BASE_URL], model=args.teacher_model, api_key_env=args.api_key_env,
             concurrency=args.concurrency, timeout=args.timeout,
         )
-        return cls(OpenAICompatEngine(config), sizing, Space(args.teacher_coords), args.temperature, args.max_new_tokens)
+        engine = OpenAICompatEngine(config)
+        processor = None
+        if getattr(args, "teacher_processor", None):
+            from migrl.models.loading import load_processor
+
+            processor = load_processor(args.teacher_processor, sizing)
+        check_image_tokens(engine, sizing, processor, model_name=args.teacher_model or "TEACHER",
+                           strict=not getattr(args, "allow_image_token_mismatch", False))
+        return cls(engine, sizing, Space(args.teacher_coords), args.temperature, args.max_new_tokens)
 
     def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
         records = readable(records, root, on_result)

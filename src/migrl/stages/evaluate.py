@@ -6,6 +6,11 @@ Records are processed in chunks, so only a chunk's images are in memory at once.
 cannot run (bad fields, missing or broken images, boxes off their image, more image tokens than the
 model's context) are skipped, listed in ``bad_records.jsonl`` and left out of a records file's
 scores; a benchmark keeps its official denominator, where they count as wrong.
+
+Data parallel: under ``torchrun`` / ``accelerate launch`` each rank generates its share of the records
+into its own log and rank 0 merges and scores; ``--shard i/n`` runs one share as a separate job, and
+the same command without it merges (``migrl.shards``). ``remote`` generates with served models instead
+of a local one (``migrl.engines.remote``: `vllm serve`, several servers, image-token check).
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from tqdm import tqdm
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, Request, SamplingParams
+from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
 from migrl.scoring.grounding import score_records
+from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
 
 
 @dataclass
@@ -40,6 +47,8 @@ class EvalConfig:
     benchmark: str = "records"  # records (a migrl JSONL, e.g. the world), mig-bench, or a migrl.benchmarks name
     image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
     strict: bool = False  # stop at the first bad record instead of skipping it
+    shard: str | None = None  # "i/n": generate only that share (default: the launcher's rank, or everything)
+    remote: RemoteConfig | None = None  # generate with served models (the model folder gives processor and config)
 
 
 def load_items(cfg: EvalConfig) -> tuple[list[Record], BadRecords, Path]:
@@ -102,8 +111,10 @@ def generate_predictions(
     chunk: int = 64,
     desc: str = "eval",
     bad: BadRecords | None = None,
+    failed: list[str] | None = None,
 ) -> list[str]:
-    """Generate for the records not yet in ``log``; returns the errors of records that could not run."""
+    """Generate for the records not yet in ``log``; returns the errors of records that could not run.
+    Records a server gave no answer for are not logged (a rerun asks again); ``failed`` gets their reasons."""
     errors: list[str] = []
     todo = [r for r in records if r.id not in log]
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="item")
@@ -122,15 +133,20 @@ def generate_predictions(
             bar.update(len(indices))
 
         engine.generate(requests, params, on_batch=save)
+        for i, reason in getattr(engine, "failures", {}).items():
+            message = f"record {part[i].id}: no answer from the server: {reason}"
+            (failed if failed is not None else errors).append(message)
+            bar.update(1)
     bar.close()
     return errors
 
 
 def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
-    from migrl.models.loading import load_model, load_processor
+    from migrl.models.loading import context_left, load_model, load_processor
 
     processor = processor or load_processor(cfg.model)
-    model = model or load_model(cfg.model)
+    if model is None:
+        model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
     sizing = ImageSizing.from_processor(processor)
     loaded, bad, root = load_items(cfg)
     records = select(loaded, cfg.limit_per_task)
@@ -138,22 +154,27 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     runnable = bad.usable(records, root, check_boxes=cfg.benchmark == "records", sizing=sizing,
                           max_image_tokens=context_left(model, cfg.max_new_tokens))
     out = Path(cfg.out)
-    log = AppendLog(out / "predictions.jsonl")
-    engine = HFEngine(model, processor, batch_size=cfg.batch_size)
+    engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
-    generate_predictions(engine, runnable, root, log, params, cfg.cot, cfg.chunk, bad=bad)
-    predictions = {rid: row["text"] for rid, row in log.rows.items()}
+    failed: list[str] = []
+
+    def generate(todo: list[Record], log: AppendLog) -> list[str]:
+        return generate_predictions(engine, todo, root, log, params, cfg.cot, cfg.chunk, bad=bad, failed=failed) + failed
+
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate)
+    if run.log is None:
+        return shard_result(run, failed)
+    predictions = {rid: row["text"] for rid, row in run.log.rows.items()}
     skipped = {b.record for b in bad.items[n_load_errors:]}
     scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in skipped]
     scores = score_items(cfg, scored, predictions, root, sizing)
-    scores["record_errors"] = [str(b) for b in bad.items]
+    scores["record_errors"] = [str(b) for b in bad.items] + failed + run.errors
     scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)
     return scores
 
 
-def context_left(model: Any, max_new_tokens: int) -> int | None:
-    """Positions a prompt's image tokens may take: the model's context minus the answer's tokens."""
-    config = getattr(model.config, "text_config", model.config)
-    limit = getattr(config, "max_position_embeddings", None)
-    return limit - max_new_tokens if isinstance(limit, int) else None
+def shard_result(run: ShardRun, failed: list[str]) -> dict[str, Any]:
+    """What a shard that only generates reports (the merging run writes the stage's outputs)."""
+    merge = "rank 0 merged" if run.shard.launched else "run the same command without --shard to merge"
+    return {"shard": str(run.shard), "generated": run.generated, "record_errors": failed, "note": merge}

@@ -8,6 +8,10 @@ Files in ``--out``: ``samples.jsonl`` (each item's k answers, appended batch by 
 ``kill -9`` samples only what is missing), ``rl.jsonl`` (the kept records) and ``stats.json`` (per
 task: asked, kept, all_right, all_wrong), rebuilt from the samples and written atomically, and
 ``bad_records.jsonl`` (the records skipped, with the reason).
+
+Data parallel and served models as in ``migrl eval``: each rank or ``--shard i/n`` job samples its share
+into its own log, merged before the files above are built (``migrl.shards``); ``remote`` samples with
+`vllm serve` or other OpenAI-compatible servers (``migrl.engines.remote``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from tqdm import tqdm
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, SamplingParams
+from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import is_correct, target_in_model_space
+from migrl.shards import Shard, generate_sharded, rank_device
 
 
 @dataclass
@@ -39,6 +45,8 @@ class RejectConfig:
     coords: str = Space.QWEN25.value  # the space the model answers in
     chunk: int = 64  # items whose images are loaded at once
     strict: bool = False  # stop at the first bad record instead of skipping it
+    shard: str | None = None  # "i/n": sample only that share (default: the launcher's rank, or everything)
+    remote: RemoteConfig | None = None  # sample with served models (the model folder gives processor and config)
 
 
 def verdict(texts: list[str], target: dict[str, Any]) -> str:
@@ -51,8 +59,9 @@ def verdict(texts: list[str], target: dict[str, Any]) -> str:
 
 
 def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog, params: SamplingParams, chunk: int,
-                 bad: BadRecords | None = None) -> list[str]:
-    """Sample k answers for records not yet in ``log``; returns errors of records that cannot run."""
+                 bad: BadRecords | None = None, failed: list[str] | None = None) -> list[str]:
+    """Sample k answers for records not yet in ``log``; returns errors of records that cannot run.
+    Records a server gave no answer for are not logged (a rerun asks again); ``failed`` gets their reasons."""
     from migrl.stages.evaluate import request_for
 
     errors: list[str] = []
@@ -73,6 +82,9 @@ def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog,
             bar.update(len(indices))
 
         engine.generate(requests, params, on_batch=save)
+        for i, reason in getattr(engine, "failures", {}).items():
+            (failed if failed is not None else errors).append(f"record {part[i].id}: no answer from the server: {reason}")
+            bar.update(1)
     bar.close()
     return errors
 
@@ -101,24 +113,31 @@ def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, 
 
 
 def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
-    from migrl.models.loading import load_model, load_processor
+    from migrl.models.loading import context_left, load_model, load_processor
 
     processor = processor or load_processor(cfg.model)
-    model = model or load_model(cfg.model)
+    if model is None:
+        model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
     sizing = ImageSizing.from_processor(processor)
     loaded = load_records(cfg.data, strict=cfg.strict)
     bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
     root = data_root(cfg.data)
-    from migrl.stages.evaluate import context_left
-
     records = bad.usable(loaded.records, root, sizing=sizing, max_image_tokens=context_left(model, cfg.max_new_tokens))
     out = Path(cfg.out)
-    log = AppendLog(out / "samples.jsonl")
-    engine = HFEngine(model, processor, batch_size=cfg.batch_size)
+    engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
-    sample_items(engine, records, root, log, params, cfg.chunk, bad=bad)
-    kept, stats, _ = summarize(records, log, root, Space(cfg.coords), sizing, bad=bad)
-    stats["errors"] = [str(b) for b in bad.items]
+    failed: list[str] = []
+
+    def generate(todo: list[Record], log: AppendLog) -> list[str]:
+        return sample_items(engine, todo, root, log, params, cfg.chunk, bad=bad, failed=failed) + failed
+
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate)
+    if run.log is None:
+        from migrl.stages.evaluate import shard_result
+
+        return shard_result(run, failed)
+    kept, stats, _ = summarize(records, run.log, root, Space(cfg.coords), sizing, bad=bad)
+    stats["errors"] = [str(b) for b in bad.items] + failed + run.errors
     stats["bad_records"] = bad.finish(out)
     write_jsonl_atomic(out / "rl.jsonl", kept)
     write_json_atomic(out / "stats.json", stats)

@@ -12,6 +12,9 @@ a rerun after ``kill -9`` asks only for what is missing), ``sft.jsonl`` (kept re
 ``stats.json`` (asked, kept, dropped by reason, per task), both rebuilt from ``answers.jsonl``
 and written atomically; ``bad_records.jsonl`` lists the items skipped (bad records, and items the
 teacher kept failing on, field "teacher").
+
+Data parallel as in ``migrl eval``: each rank or ``--shard i/n`` job asks for its share into its own
+log, merged before the files above are built (``migrl.shards``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import ACCURACY_THRESHOLD
+from migrl.shards import Shard, generate_sharded
 
 
 class Teacher(Protocol):
@@ -47,6 +51,7 @@ class SynthesizeConfig:
     tasks: tuple[str, ...] = ()  # only these tasks (default: every task in the file)
     limit: int = 0  # at most this many items (0 = all)
     retry_failed: bool = True  # a rerun asks again for items whose teacher request failed
+    shard: str | None = None  # "i/n": ask only for that share (default: the launcher's rank, or everything)
     strict: bool = False  # stop at the first bad record instead of skipping it
 
 
@@ -125,23 +130,31 @@ def synthesize(
     records = records[: cfg.limit] if cfg.limit else records
     root = data_root(cfg.data)
     records = bad.usable(records, root)
-    log = AppendLog(out / "answers.jsonl")
-    if cfg.retry_failed:  # a rerun asks again for items the teacher failed on (time-outs, 5xx)
-        log.forget(r.id for r in records if r.id in log and log.rows[r.id].get("error"))
-    todo = [r for r in records if r.id not in log]
-    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="synthesize", unit="item")
 
-    def save(record: Record, result: list[str] | Failure) -> None:
-        if isinstance(result, Failure) and result.field and cfg.strict:
-            bad.add(record, result.field, result.reason)  # raises: --strict stops here
-        if isinstance(result, Failure):
-            log.append([{"id": record.id, "responses": [], "error": result.reason, "field": result.field}])
-        else:
-            log.append([{"id": record.id, "responses": result, "error": None}])
-        bar.update(1)
+    def ask(items: list[Record], log: AppendLog) -> None:
+        if cfg.retry_failed:  # a rerun asks again for items the teacher failed on (time-outs, 5xx)
+            log.forget(r.id for r in items if r.id in log and log.rows[r.id].get("error"))
+        todo = [r for r in items if r.id not in log]
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc="synthesize", unit="item")
 
-    teacher.sample(todo, root, cfg.k, save)
-    bar.close()
+        def save(record: Record, result: list[str] | Failure) -> None:
+            if isinstance(result, Failure) and result.field and cfg.strict:
+                bad.add(record, result.field, result.reason)  # raises: --strict stops here
+            if isinstance(result, Failure):
+                log.append([{"id": record.id, "responses": [], "error": result.reason, "field": result.field}])
+            else:
+                log.append([{"id": record.id, "responses": result, "error": None}])
+            bar.update(1)
+
+        teacher.sample(todo, root, cfg.k, save)
+        bar.close()
+
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "answers.jsonl", records, ask)
+    if run.log is None:  # a shard that only asks: the merging run builds sft.jsonl and stats.json
+        from migrl.stages.evaluate import shard_result
+
+        return shard_result(run, [])
+    log = run.log
 
     kept_rows, stats = [], _empty_stats()
     for record in records:

@@ -1,0 +1,135 @@
+"""Served models: vLLM flags, the start-up image-token check, several servers, eval/reject through them.
+Against real local HTTP servers (tests/fake_openai_server.py) that count prompt tokens with a processor
+resizing images their own way, as `vllm serve` does with its --mm-processor-kwargs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from fake_openai_server import FakeOpenAIServer, processor_prompt_tokens
+from migrl.cli import main
+from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.openai_compat import OpenAICompatEngine, OpenAIConfig
+from migrl.engines.remote import RemoteConfig
+from migrl.engines.serving import (PROBE_SIZES, ImageTokenMismatch, check_image_tokens, local_prompt_tokens,
+                                   probe_request, vllm_serve_command, vllm_serve_flags)
+from migrl.images import TINY_SIZING, ImageSizing
+from migrl.jsonl import read_jsonl
+from migrl.models.loading import load_processor
+from migrl.stages.evaluate import EvalConfig, evaluate
+from migrl.stages.reject import RejectConfig, reject
+
+OTHER = ImageSizing(min_pixels=3136, max_pixels=28 * 28 * 64)  # a server left at another max_pixels
+
+
+@pytest.fixture(scope="module")
+def processors(tiny_base):
+    """The model's processor (training's setting) and one resizing like a misconfigured server."""
+    return load_processor(tiny_base), load_processor(tiny_base, OTHER)
+
+
+def engine_for(*servers: FakeOpenAIServer, **config) -> OpenAICompatEngine:
+    return OpenAICompatEngine(OpenAIConfig(base_url=[s.base_url for s in servers], model="tiny", **config))
+
+
+def test_serve_flags_carry_the_image_setting():
+    sizing = ImageSizing(min_pixels=200704, max_pixels=1003520)
+    assert vllm_serve_flags(sizing, 5) == ["--mm-processor-kwargs", '{"min_pixels":200704,"max_pixels":1003520}',
+                                           "--limit-mm-per-prompt", '{"image":5,"video":0}']
+    assert vllm_serve_command("runs/paper/sft", sizing, 5) == (
+        "vllm serve runs/paper/sft --mm-processor-kwargs '{\"min_pixels\":200704,\"max_pixels\":1003520}' "
+        "--limit-mm-per-prompt '{\"image\":5,\"video\":0}'"
+    )
+
+
+def test_serve_flags_command_reads_the_model_folder(tiny_base, capsys):
+    assert main(["serve-flags", "--model", str(tiny_base), "--max-images", "4"]) == 0
+    assert capsys.readouterr().out.strip() == vllm_serve_command(str(tiny_base), TINY_SIZING, 4)
+
+
+def test_probe_with_the_processor_matches_a_server_resizing_as_training(processors):
+    mine, _ = processors
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(mine)) as server:
+        (result,) = check_image_tokens(engine_for(server), TINY_SIZING, mine)
+    assert result.exact and result.matches and result.reported == local_prompt_tokens(mine, probe_request(PROBE_SIZES))
+    (call,) = server.calls
+    assert [p["type"] for p in call.body["messages"][0]["content"]] == ["image_url", "image_url", "text"]  # multi-image
+    assert call.body["max_tokens"] == 1
+
+
+def test_a_server_resizing_differently_stops_the_run_naming_both_counts_and_the_flags(processors, caplog):
+    mine, other = processors
+    expected = local_prompt_tokens(mine, probe_request(PROBE_SIZES))
+    served = local_prompt_tokens(other, probe_request(PROBE_SIZES))
+    assert served != expected
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(mine)) as good, \
+            FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(other)) as bad:
+        with pytest.raises(ImageTokenMismatch) as err:
+            check_image_tokens(engine_for(good, bad), TINY_SIZING, mine, model_name="runs/sft", max_images=3)
+        message = str(err.value)
+        assert f"{bad.base_url}: " in message and f"{good.base_url}: " not in message  # only the bad server
+        assert f"is {expected} tokens here but the server counted {served}" in message
+        assert vllm_serve_command("runs/sft", TINY_SIZING, 3) in message
+        with caplog.at_level(logging.WARNING):
+            results = check_image_tokens(engine_for(good, bad), TINY_SIZING, mine, strict=False)
+    assert [r.matches for r in results] == [True, False]
+    assert f"but the server counted {served}" in caplog.text
+
+
+def test_without_the_processor_two_probes_compare_the_image_tokens_alone():
+    with FakeOpenAIServer(sizing=TINY_SIZING) as same, FakeOpenAIServer(sizing=OTHER) as other:
+        (ok,) = check_image_tokens(engine_for(same), TINY_SIZING)
+        assert not ok.exact and ok.reported == ok.expected == TINY_SIZING.image_tokens(*PROBE_SIZES[1]) - TINY_SIZING.image_tokens(*PROBE_SIZES[0])
+        with pytest.raises(ImageTokenMismatch, match=r"exceed a 24x20 one's by 6 here but by \d+ on the server"):
+            check_image_tokens(engine_for(other), TINY_SIZING)
+
+
+def test_several_servers_share_the_items_each_asked_once():
+    requests = [Request([], [{"role": "user", "content": f"q{i}"}]) for i in range(24)]
+    with FakeOpenAIServer(latency=0.05) as a, FakeOpenAIServer(latency=0.05) as b:
+        results = engine_for(a, b, concurrency=2).generate(requests, SamplingParams())
+    assert results == [[f"answer 0 to: q{i}"] for i in range(24)]
+    asked = [c.body["messages"][-1]["content"] for c in a.calls + b.calls]
+    assert sorted(asked) == sorted(f"q{i}" for i in range(24))  # each once, over both
+    assert len(a.calls) >= 6 and len(b.calls) >= 6 and a.max_in_flight <= 2 and b.max_in_flight <= 2
+
+
+def test_eval_and_reject_through_two_servers(world_test, tiny_base, processors, tmp_path):
+    mine, other = processors
+    count = processor_prompt_tokens(mine)
+    with FakeOpenAIServer(prompt_tokens=count) as a, FakeOpenAIServer(prompt_tokens=count) as b:
+        remote = RemoteConfig((a.base_url, b.base_url), "tiny", concurrency=2)
+        scores = evaluate(EvalConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "eval"), remote=remote), processor=mine)
+        stats = reject(RejectConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "reject"), k=3, remote=remote), processor=mine)
+    rows = read_jsonl(tmp_path / "eval" / "predictions.jsonl")
+    n = len(read_jsonl(world_test))
+    assert len(rows) == len({r["id"] for r in rows}) == n and all(r["text"].startswith("answer 0 to: ") for r in rows)
+    assert sum(total for _, total in scores["counts"].values()) == n and not scores["record_errors"]
+    samples = read_jsonl(tmp_path / "reject" / "samples.jsonl")
+    assert len(samples) == n and all(len(r["samples"]) == 3 for r in samples) and stats["asked"] == n
+    for server in (a, b):  # each was probed, then answered a share
+        assert server.calls[0].body["max_tokens"] == 1 and len(server.calls) > 5
+
+
+def test_eval_refuses_a_misconfigured_server_before_asking_anything(world_test, tiny_base, processors, tmp_path):
+    mine, other = processors
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(other)) as server:
+        remote = RemoteConfig((server.base_url,), "tiny")
+        with pytest.raises(ImageTokenMismatch, match="--mm-processor-kwargs"):
+            evaluate(EvalConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "eval"), remote=remote), processor=mine)
+    assert len(server.calls) == 1  # the probe only
+    assert not (tmp_path / "eval" / "predictions.jsonl").exists()
+
+
+def test_eval_command_with_openai_engine(world_test, tiny_base, processors, tmp_path, capsys):
+    mine, _ = processors
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(mine)) as server:
+        code = main(["eval", "--model", str(tiny_base), "--data", str(world_test), "--out", str(tmp_path / "e"),
+                     "--engine", "openai", "--base-url", server.base_url, "--served-model", "tiny", "--shard", "1/2"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["shard"] == "1/2"
+    assert {c.body["model"] for c in server.calls} == {"tiny"}
+    assert len(read_jsonl(tmp_path / "e" / "predictions.shard-1-of-2.jsonl")) == len(read_jsonl(world_test)[1::2])

@@ -1,0 +1,164 @@
+"""Data-parallel generation: shards as real processes (explicit --shard, torchrun ranks), killed and resumed,
+merged into one output equal to a one-process run; synthesize and reject shard the same way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from migrl.engines.scripted import ScriptedTeacher
+from migrl.jsonl import AppendLog, read_jsonl
+from migrl.shards import Shard, generate_sharded, merge_shard_logs, shard_logs
+from migrl.stages.reject import RejectConfig, reject
+from migrl.stages.synthesize import SynthesizeConfig, synthesize
+
+REPO = Path(__file__).resolve().parent.parent
+# One thread per process: the shards run side by side on two cores, and every run (reference
+# included) computes with the same thread count, so greedy answers are the same numbers.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def eval_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    # Batch size 1: each answer is computed alone, whatever else a shard holds.
+    return [sys.executable, "-m", "migrl.cli", "eval", "--data", str(data), "--out", str(out),
+            "--batch-size", "1", "--max-new-tokens", "12", *extra]
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def ids(path: Path) -> list[str]:
+    return [row["id"] for row in read_jsonl(path)]
+
+
+@pytest.fixture(scope="module")
+def reference(world_test, tmp_path_factory):
+    """The one-process run every sharded run must reproduce."""
+    out = tmp_path_factory.mktemp("eval-one")
+    run(eval_cmd(world_test, out))
+    return {r["id"]: r["text"] for r in read_jsonl(out / "predictions.jsonl")}, json.loads((out / "scores.json").read_text())
+
+
+def test_shard_parsing_and_round_robin():
+    assert Shard.parse("1/3") == Shard(1, 3) and str(Shard.parse(" 0 / 2 ")) == "0/2"
+    for bad in ("3/3", "1", "-1/2", "a/b"):
+        with pytest.raises(ValueError, match="INDEX/COUNT"):
+            Shard.parse(bad)
+    assert Shard.from_env({"RANK": "2", "WORLD_SIZE": "4"}) == Shard(2, 4, launched=True)
+    assert Shard.from_env({"WORLD_SIZE": "1"}) == Shard()
+    assert Shard.resolve("0/2", {"RANK": "1", "WORLD_SIZE": "2"}) == Shard(0, 2)  # the option wins
+    items = list(range(10))
+    parts = [Shard(i, 3).take(items) for i in range(3)]
+    assert sorted(x for p in parts for x in p) == items and parts[1] == [1, 4, 7]
+    assert Shard(1, 3).log_path(Path("o/predictions.jsonl")) == Path("o/predictions.shard-1-of-3.jsonl")
+
+
+def test_merge_keeps_one_row_per_id_and_skips_torn_tails(tmp_path):
+    main = tmp_path / "p.jsonl"
+    AppendLog(Shard(0, 2).log_path(main)).append([{"id": "a", "v": 1}, {"id": "c", "v": 1}])
+    second = Shard(1, 2).log_path(main)
+    AppendLog(second).append([{"id": "b", "v": 1}, {"id": "a", "v": 2}])  # "a" again, e.g. from another shard count
+    with open(second, "a") as f:
+        f.write('{"id": "d", "v"')  # a shard killed mid-line
+    AppendLog(main).append([{"id": "c", "v": 0}])
+    log = AppendLog(main)
+    assert merge_shard_logs(log) == 2
+    assert {k: r["v"] for k, r in log.rows.items()} == {"c": 0, "a": 1, "b": 1}
+    assert ids(main) == ["c", "a", "b"]
+    assert second.read_text().endswith('"v"')  # merging only reads: a running shard's file is left alone
+    assert shard_logs(main) == [Shard(0, 2).log_path(main), second]
+
+
+def test_a_shard_skips_items_an_earlier_unsharded_run_answered(tmp_path):
+    main = tmp_path / "p.jsonl"
+    AppendLog(main).append([{"id": "0"}, {"id": "2"}])
+    asked = []
+
+    def generate(todo, log):
+        asked.extend(todo)
+        log.append({"id": t} for t in todo)
+
+    run_ = generate_sharded(Shard(0, 2), main, [str(i) for i in range(6)], generate, key=str)
+    assert run_.log is None and asked == ["4"]
+
+
+@pytest.mark.slow
+def test_two_shard_processes_merged_equal_one_process_and_a_killed_shard_resumes(world_test, reference, tmp_path):
+    predictions, scores = reference
+    out = tmp_path / "eval"
+    first = subprocess.Popen(eval_cmd(world_test, out, "--shard", "0/2"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    shard0 = Shard(0, 2).log_path(out / "predictions.jsonl")
+    deadline = time.monotonic() + 300
+    while not (shard0.exists() and len(read_jsonl(shard0)) >= 2):
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "shard 0 wrote nothing in 300 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = ids(shard0)
+    assert 2 <= len(before) < len(predictions) / 2  # killed midway
+    second = subprocess.Popen(eval_cmd(world_test, out, "--shard", "1/2"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    resumed = run(eval_cmd(world_test, out, "--shard", "0/2"))  # the same command again, beside shard 1
+    assert second.wait(timeout=600) == 0, second.stderr.read()[-2000:]
+    assert json.loads(resumed.stdout)["generated"] == len(ids(shard0)) - len(before)
+    assert ids(shard0)[: len(before)] == before  # what it had answered was kept, not asked again
+    assert not (out / "scores.json").exists()  # shards only generate
+
+    merged = run(eval_cmd(world_test, out))  # without --shard: merges, nothing left to generate
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == len({r["id"] for r in rows}) == len(predictions)  # none lost, none twice
+    assert {r["id"]: r["text"] for r in rows} == predictions
+    assert json.loads((out / "scores.json").read_text())["tasks"] == scores["tasks"]
+    assert json.loads(merged.stdout)["tasks"] == scores["tasks"]
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_the_items_and_rank_0_merges(world_test, reference, tmp_path):
+    predictions, scores = reference
+    out = tmp_path / "eval"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "migrl.cli"]
+    run(launcher + eval_cmd(world_test, out)[3:])
+    for rank in (0, 1):
+        part = ids(Shard(rank, 2).log_path(out / "predictions.jsonl"))
+        assert part and len(part) == len(set(part))
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == len(predictions) and {r["id"]: r["text"] for r in rows} == predictions
+    assert json.loads((out / "scores.json").read_text())["tasks"] == scores["tasks"]
+
+
+def test_synthesize_shards_merge_to_the_unsharded_result(world_test, tmp_path):
+    teacher = ScriptedTeacher(seed=0)
+    one = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "one")), teacher)
+    for i in range(3):
+        part = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded"), shard=f"{i}/3"), teacher)
+        assert part["shard"] == f"{i}/3" and part["generated"] == len(Shard(i, 3).take(range(one["asked"])))
+    merged = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded")), teacher)
+    assert {k: merged[k] for k in ("asked", "kept", "dropped", "tasks")} == {k: one[k] for k in ("asked", "kept", "dropped", "tasks")}
+    assert read_jsonl(tmp_path / "sharded" / "sft.jsonl") == read_jsonl(tmp_path / "one" / "sft.jsonl")
+    answers = ids(tmp_path / "sharded" / "answers.jsonl")
+    assert len(answers) == len(set(answers)) == one["asked"]
+
+
+def test_reject_shards_merge_to_the_unsharded_result(world_test, base_model, tmp_path):
+    model, processor = base_model
+    subset = world_test.with_name("reject-subset.jsonl")  # beside the images its paths are relative to
+    subset.write_text("".join(world_test.read_text().splitlines(keepends=True)[::4]))
+    common = dict(data=str(subset), k=2, temperature=0.0, max_new_tokens=8, batch_size=2)
+    one = reject(RejectConfig(out=str(tmp_path / "one"), **common), model, processor)
+    for i in range(2):
+        reject(RejectConfig(out=str(tmp_path / "sharded"), shard=f"{i}/2", **common), model, processor)
+    merged = reject(RejectConfig(out=str(tmp_path / "sharded"), **common), model, processor)
+    assert {k: merged[k] for k in ("asked", "kept", "all_right", "all_wrong", "tasks")} == {k: one[k] for k in ("asked", "kept", "all_right", "all_wrong", "tasks")}
+    assert read_jsonl(tmp_path / "sharded" / "rl.jsonl") == read_jsonl(tmp_path / "one" / "rl.jsonl")
+    one_samples = {r["id"]: r["samples"] for r in read_jsonl(tmp_path / "one" / "samples.jsonl")}
+    assert {r["id"]: r["samples"] for r in read_jsonl(tmp_path / "sharded" / "samples.jsonl")} == one_samples
