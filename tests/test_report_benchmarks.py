@@ -117,3 +117,22 @@ def test_rule_only_figures_are_labelled(tmp_path):
     md, _ = write_report({"b": _run(tmp_path / "eval", preds, scores)}, data, tmp_path / "report", benchmark="blink")
     text = md.read_text()
     assert "| ours: b (rule-only) |" in text and "b: rule-only figure: 1 answer(s)" in text
+
+
+def test_mc_bench_pictures_draw_every_box_and_no_id_ood_rows(tmp_path):
+    from migrl.benchmarks.mc_bench import score
+    from migrl.boxes import Space
+
+    data = _mc_bench(tmp_path)
+    preds = {"0": '[{"image": 1, "bbox_2d": [10, 10, 50, 50]}, {"image": 2, "bbox_2d": [5, 5, 30, 30]}, {"bbox_2d": [1, 1, 9, 9]}]'}
+    scores = score(data, preds, Space.PIXELS, tmp_path)
+    md, _ = write_report({"m": _run(tmp_path / "eval", preds, scores)}, data, tmp_path / "report",
+                         benchmark="mc-bench", coords="pixels")
+    text = md.read_text()
+    assert "2 box(es) drawn, 1 name no image of the item and are not scored" in text
+    assert "| ID avg |" not in text and "| avg |" in text  # MC-Bench has no in-/out-of-domain split
+    with Image.open(tmp_path / "report" / "pictures" / "000-0.png") as im:
+        im = im.convert("RGB")
+        half = im.width // 2  # the second image's panel holds a red box too
+        right = im.crop((half, 0, im.width, im.height))
+        assert PREDICTION in {c for _, c in right.getcolors(1 << 20)}

@@ -33,6 +33,7 @@ class Prediction:
     bbox: Bbox | None = None  # original pixels of that image
     iou: float | None = None  # against the ground truth, 0 on another image (the scorer's rule)
     note: str = ""  # why nothing is drawn
+    more: tuple[tuple[int, Bbox], ...] = ()  # further boxes, (image index, original pixels), drawn as well
 
     def verdict(self) -> str:
         parts = [f"IoU {self.iou:.2f} ({'hit' if self.iou >= 0.5 else 'miss'})"] if self.iou is not None else []
@@ -103,6 +104,32 @@ def place_prediction(
     return Prediction(label, text, index, bbox, score, "; ".join(notes))
 
 
+def place_every_box(
+    label: str, text: str | None, record: Record, images: list[Image.Image | None], coords: Space, sizing: ImageSizing
+) -> Prediction:
+    """Every box of the answer on the image it names (MC-Bench: each box is a detection, scored by AP and
+    per-image presence, so no single IoU says whether the item is right); a box naming no image is not
+    scored there, and only counted."""
+    if text is None:
+        return Prediction(label, None, note="no prediction")
+    placed: list[tuple[int, Bbox]] = []
+    unplaced = unreadable = 0
+    for box in parse_answer(text).boxes:
+        if box.image_index is None or not 0 <= box.image_index < len(images):
+            unplaced += 1
+        elif images[box.image_index] is None:
+            unreadable += 1
+        else:
+            placed.append((box.image_index, convert(box.bbox, coords, Space.PIXELS, images[box.image_index].size, sizing)))
+    notes = [f"{len(placed)} box(es) drawn"]
+    if unplaced:
+        notes.append(f"{unplaced} name no image of the item and are not scored")
+    if unreadable:
+        notes.append(f"{unreadable} on images that cannot be read")
+    first = placed[0] if placed else (None, None)
+    return Prediction(label, text, first[0], first[1], None, ", ".join(notes), tuple(placed[1:]))
+
+
 def _panel(image: Image.Image | None) -> tuple[Image.Image, float]:
     """The image scaled to HEIGHT, and the scale; a grey panel stands in for an unreadable image."""
     if image is None:
@@ -169,6 +196,9 @@ def draw_item(
                     _rectangle(draw, bbox, panel, x, top, TRUTH, TRUTH_LINE)
             if pred.image_index == i and pred.bbox is not None:
                 _rectangle(draw, pred.bbox, panel, x, top, PREDICTION, PREDICTION_LINE)
+            for index, bbox in pred.more:
+                if index == i:
+                    _rectangle(draw, bbox, panel, x, top, PREDICTION, PREDICTION_LINE)
             x += panel[0].width + GAP
     return canvas
 

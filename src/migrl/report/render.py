@@ -110,7 +110,7 @@ def _html_item(item: Item) -> str:
         f"<section><h3>{escape(r.task)}: {escape(r.id)}</h3>\n"
         f'<img src="{escape(item.picture)}" alt="{escape(r.id)}">\n'
         f"<blockquote><pre>{escape(r.question)}</pre></blockquote>\n"
-        f'<table class="answers"><tr><th>run</th><th>IoU</th><th>answer</th></tr>\n{rows}</table></section>\n'
+        f'<table class="answers"><tr><th>run</th><th>result</th><th>answer</th></tr>\n{rows}</table></section>\n'
     )
 
 
