@@ -39,7 +39,7 @@ def test_paper_grpo():
     assert cfg.num_generations == 8 and cfg.temperature == 0.7 and cfg.beta == 1e-3
     assert cfg.learning_rate == 5e-5 and cfg.max_completion_length == 1024
     assert cfg.rewards == ["iou", "format"] and cfg.reward_weights == [1.0, 0.5]
-    assert cfg.loss_type == "grpo" and cfg.scale_rewards == "group"
+    assert cfg.loss_type == "grpo" and cfg.scale_rewards == "group" and not cfg.use_bias_correction_kl
     # "batch 2, grad accum 4": 2 prompts x 8 rollouts per device per forward
     assert cfg.per_device_train_batch_size == 2 * cfg.num_generations and cfg.gradient_accumulation_steps == 4
     assert cfg.freeze_vision and not cfg.dynamic_filter
