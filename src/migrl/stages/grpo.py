@@ -32,6 +32,7 @@ from migrl.models.loading import context_left, load_model, load_processor, resol
 from migrl.prompts import user_message
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
+from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 from migrl.stages.grpo_sharing import GroupSharingMixin
 from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, freeze_vision
 
@@ -210,14 +211,14 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
         share_group_compute=cfg.share_group_compute,
     )
     result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(out))
-    final = trainer.model
-    if cfg.use_lora and cfg.merge:
-        final = final.merge_and_unload()
-    final.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
+    digests = rank_digests(trainer)  # before merging: every rank still holds its own copy
+    save_final(trainer, processor, out, merge_lora=cfg.use_lora and cfg.merge, base_model=model_path)
     history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(dataset), "errors": errors,
                "bad_records": bad_summary,
-               "first_log": history[0] if history else None, "last_log": history[-1] if history else None}
-    write_json_atomic(out / "grpo_summary.json", summary)
+               "first_log": history[0] if history else None, "last_log": history[-1] if history else None,
+               "world_size": trainer.accelerator.num_processes, "rank_weight_digests": digests}
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(out / "grpo_summary.json", summary)
+    check_ranks_agree(digests)
     return summary

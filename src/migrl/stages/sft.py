@@ -28,6 +28,7 @@ from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, resolve_model_path
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
+from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 
 # The language model's linear layers only: the vision tower has gate/up/down_proj too.
 LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -205,14 +206,13 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     )
     result = trainer.train(resume_from_checkpoint=_last_checkpoint(cfg))
     out = Path(cfg.output_dir)
-    final = trainer.model
-    if cfg.use_lora and cfg.merge:
-        final = final.merge_and_unload()
-    final.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
+    digests = rank_digests(trainer)  # before merging: every rank still holds its own copy
+    save_final(trainer, processor, out, merge_lora=cfg.use_lora and cfg.merge, base_model=model_path)
     summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(records), "errors": errors,
-               "bad_records": bad_summary}
-    write_json_atomic(out / "sft_summary.json", summary)
+               "bad_records": bad_summary, "world_size": trainer.accelerator.num_processes, "rank_weight_digests": digests}
+    if trainer.accelerator.is_main_process:
+        write_json_atomic(out / "sft_summary.json", summary)
+    check_ranks_agree(digests)
     return summary
 
 
