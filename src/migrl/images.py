@@ -119,3 +119,16 @@ def load_image(path: str | os.PathLike) -> Image.Image:
 
 # The embedded tiny model's setting: the world's ~112 px pictures become at most 4 x 4 image tokens.
 TINY_SIZING = ImageSizing(min_pixels=3136, max_pixels=112 * 112)
+
+
+class ImageSizes:
+    """Original (width, height) of images under a data root, read from file headers once each."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._cache: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, path: str) -> tuple[int, int]:
+        if path not in self._cache:
+            self._cache[path] = image_size(resolve_image_path(path, self.root))
+        return self._cache[path]

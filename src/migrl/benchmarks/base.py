@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from migrl.boxes import Space, convert, parse_answer
-from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
+from migrl.images import ImageError, ImageSizes, ImageSizing
 from migrl.records import LoadReport, Record, RecordError, record_from_dict
 from migrl.scoring.summary import summarize
 
@@ -121,18 +121,6 @@ def number_list(value: Any, n: int, where: str, name: str) -> list[float]:
 def xywh_to_xyxy(b: list[float]) -> list[float]:
     return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
 
-
-class ImageSizes:
-    """Original (width, height) of images, read once from file headers."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self._cache: dict[str, tuple[int, int]] = {}
-
-    def __call__(self, path: str) -> tuple[int, int]:
-        if path not in self._cache:
-            self._cache[path] = image_size(resolve_image_path(path, self.root))
-        return self._cache[path]
 
 
 def model_box(

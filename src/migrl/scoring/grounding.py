@@ -11,22 +11,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from migrl.boxes import Space, convert, iou, parse_answer
-from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
+from migrl.images import ImageError, ImageSizes, ImageSizing
 from migrl.records import Record
 from migrl.scoring.summary import summarize
 
-
-class ImageSizes:
-    """Original (width, height) of record images, read from file headers once."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self._cache: dict[str, tuple[int, int]] = {}
-
-    def __call__(self, path: str) -> tuple[int, int]:
-        if path not in self._cache:
-            self._cache[path] = image_size(resolve_image_path(path, self.root))
-        return self._cache[path]
 
 
 def record_iou(text: str, record: Record, coords: Space, sizes: ImageSizes, sizing: ImageSizing) -> float:
