@@ -76,6 +76,7 @@ class FakeOpenAIServer:
     error_detail: Callable[[Call], str] | None = None  # appended to error messages (e.g. echo a header)
     prompt_tokens: Callable[[dict[str, Any]], int] | None = None  # usage.prompt_tokens of a body...
     sizing: ImageSizing = field(default_factory=ImageSizing)  # ...else its images' tokens with this setting
+    served_model: str = "served"  # what GET /v1/models lists
 
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
@@ -102,6 +103,12 @@ class FakeOpenAIServer:
 
             def do_POST(self) -> None:
                 server._handle(self)
+
+            def do_GET(self) -> None:  # GET /v1/models, as vLLM lists what it serves
+                if self.path.rstrip("/") == "/v1/models":
+                    server._send(self, 200, {"object": "list", "data": [{"id": server.served_model, "object": "model"}]})
+                else:
+                    server._send(self, 404, {"error": {"message": f"no route {self.path}", "type": "NotFoundError", "code": 404}})
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: tests read stderr

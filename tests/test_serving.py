@@ -133,3 +133,50 @@ def test_eval_command_with_openai_engine(world_test, tiny_base, processors, tmp_
     assert json.loads(capsys.readouterr().out)["shard"] == "1/2"
     assert {c.body["model"] for c in server.calls} == {"tiny"}
     assert len(read_jsonl(tmp_path / "e" / "predictions.shard-1-of-2.jsonl")) == len(read_jsonl(world_test)[1::2])
+
+
+def test_paper_grpo_recipe_documents_vllm_rollouts_switched_off():
+    from pathlib import Path
+
+    from trl import TrlParser
+
+    from migrl.cli import cpu_overrides
+    from migrl.stages.grpo import GRPOStageConfig
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "paper" / "grpo.yaml"
+    (cfg,) = TrlParser(dataclass_types=[GRPOStageConfig]).parse_args_and_config(args=cpu_overrides(["--config", str(recipe)]))
+    assert cfg.use_vllm is False and cfg.vllm_mode == "colocate"  # runs without vLLM as shipped
+    text = recipe.read_text()
+    assert "vllm_mode: colocate" in text and "server" in text and "migrl serve-flags" in text
+
+
+def vllm_cfg(mode: str, base_url: str | None = None, **kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(use_vllm=True, vllm_mode=mode, vllm_server_base_url=base_url, vllm_server_host="0.0.0.0",
+                           vllm_server_port=8000, **kw)
+
+
+def test_grpo_vllm_server_mode_is_probed_with_the_served_name(tiny_base, processors):
+    from migrl.engines.serving import check_vllm_rollouts
+
+    mine, other = processors
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(mine), served_model="runs/sft") as good, \
+            FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(other)) as bad:
+        check_vllm_rollouts(vllm_cfg("server", good.base_url.removesuffix("/v1")), tiny_base, mine)
+        assert [c.body["model"] for c in good.calls] == ["runs/sft"]  # the name GET /v1/models gave
+        with pytest.raises(ImageTokenMismatch, match="--mm-processor-kwargs"):
+            check_vllm_rollouts(vllm_cfg("server", bad.base_url.removesuffix("/v1")), tiny_base, mine)
+        check_vllm_rollouts(vllm_cfg("server", bad.base_url.removesuffix("/v1"), allow_image_token_mismatch=True), tiny_base, mine)
+
+
+def test_grpo_vllm_colocate_needs_the_training_setting_in_the_folder(tiny_base, processors):
+    from types import SimpleNamespace
+
+    from migrl.engines.serving import check_vllm_rollouts
+
+    mine, other = processors
+    check_vllm_rollouts(vllm_cfg("colocate"), tiny_base, mine)  # the folder's own setting: vLLM reads the same
+    with pytest.raises(ValueError, match=r"colocated vLLM builds its processor from .*max_pixels=12544.* training uses .*max_pixels=50176"):
+        check_vllm_rollouts(vllm_cfg("colocate"), tiny_base, other)
+    check_vllm_rollouts(SimpleNamespace(use_vllm=False), tiny_base, other)  # without vLLM: nothing to check

@@ -15,9 +15,10 @@ server, and every OpenAI-engine run checks at start-up that it did:
   difference of the server's counts must equal the difference of image tokens ``ImageSizing`` gives:
   text, template and tokenizer cancel out.
 
-In TRL's GRPO with ``use_vllm`` the colocated engine is built from the model folder (TRL 1.16 passes
-``model=model.name_or_path`` and no processor kwargs to ``vllm.LLM``), so vLLM reads the same
-processor config as training; in server mode pass these flags to ``trl vllm-serve`` / ``vllm serve``.
+In TRL's GRPO with ``use_vllm`` (`check_vllm_rollouts`): the colocated engine is built from the model
+folder (TRL 1.16 passes ``model=model.name_or_path`` and no processor kwargs to ``vllm.LLM``), so vLLM
+reads the folder's processor config, which must then hold training's setting; in server mode the
+server (``trl vllm-serve`` / ``vllm serve`` with these flags) is probed like any other.
 """
 
 from __future__ import annotations
@@ -134,3 +135,42 @@ def mismatch_message(bad: Sequence[ProbeResult], sizing: ImageSizing, model_name
         f"  {vllm_serve_command(model_name, sizing, max_images)}\n"
         "(or, if the difference is known and wanted, pass --allow-image-token-mismatch to warn instead)."
     )
+
+
+def served_model_name(base_url: str, api_key_env: str = "OPENAI_API_KEY") -> str:
+    """The first model a server lists (GET /models): what `trl vllm-serve --model X` serves X as."""
+    import os
+
+    import openai
+
+    with openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", max_retries=2) as client:
+        models = [m.id for m in client.models.list()]
+    if not models:
+        raise RuntimeError(f"{base_url}/models lists no model")
+    return models[0]
+
+
+def check_vllm_rollouts(cfg: Any, model_path: Any, processor: Any) -> None:
+    """GRPO with TRL's vLLM rollouts: make sure vLLM resizes images as training does (no-op without vLLM)."""
+    if not getattr(cfg, "use_vllm", False):
+        return
+    from migrl.models.loading import load_processor
+
+    sizing = ImageSizing.from_processor(processor)
+    if cfg.vllm_mode == "colocate":
+        stored = ImageSizing.from_processor(load_processor(model_path))
+        if stored != sizing:
+            raise ValueError(
+                f"the colocated vLLM builds its processor from {model_path} (TRL passes it no processor kwargs), which "
+                f"resizes with min_pixels={stored.min_pixels}, max_pixels={stored.max_pixels}, but training uses "
+                f"min_pixels={sizing.min_pixels}, max_pixels={sizing.max_pixels}: save the processor with training's "
+                "setting into the folder first"
+            )
+        log.info("vLLM (colocate) reads %s: min_pixels=%d, max_pixels=%d, as training", model_path, sizing.min_pixels, sizing.max_pixels)
+        return
+    from migrl.engines.openai_compat import OpenAICompatEngine, OpenAIConfig
+
+    base = (cfg.vllm_server_base_url or f"http://{cfg.vllm_server_host}:{cfg.vllm_server_port}").rstrip("/") + "/v1"
+    name = served_model_name(base)
+    check_image_tokens(OpenAICompatEngine(OpenAIConfig(base_url=base, model=name)), sizing, processor, model_name=name,
+                       strict=not getattr(cfg, "allow_image_token_mismatch", False))

@@ -26,6 +26,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space, parse_answer
+from migrl.engines.serving import check_vllm_rollouts
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import context_left, load_model, load_processor, resolve_model_path
@@ -58,6 +59,7 @@ class GRPOStageConfig(GRPOConfig):
     rollout_log_every: int = field(default=10, metadata={"help": "write a few rollouts to rollouts.jsonl every N steps (0 = never)"})
     rollout_log_count: int = 4
     share_group_compute: bool = field(default=True, metadata={"help": "compute a GRPO group's shared prompt, image features and image processing once, not per rollout (same algorithm; false = TRL's per-rollout path)"})
+    allow_image_token_mismatch: bool = field(default=False, metadata={"help": "with use_vllm in server mode: warn instead of stopping when the server counts other image tokens than training"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad record instead of skipping it"})
 
 
@@ -175,6 +177,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     _adapt_to_device(cfg)
     model_path = resolve_model_path(cfg.model_name_or_path)
     processor = load_processor(model_path)
+    check_vllm_rollouts(cfg, model_path, processor)  # vLLM must resize images as training does
     model = load_model(model_path, dtype=torch.float32 if cfg.use_cpu else None)
     if cfg.freeze_vision:
         freeze_vision(model)
