@@ -10,6 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+# mkstemp makes its file private (0600); the renamed output should get the mode any new file gets.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
@@ -20,6 +24,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
