@@ -251,6 +251,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from migrl.sweep import collect, collect_folders, load_sweep, parse_launcher, run_sweep, sweep_table, write_sweep
+
+    if args.config:
+        sweep = load_sweep(args.config)
+        rows = collect(sweep) if args.collect_only else run_sweep(sweep, parse_launcher(args.launcher), args.only)
+        out = Path(args.out) if args.out else sweep.out
+    elif args.run:
+        runs = {}
+        for spec in args.run:
+            label, sep, folder = spec.partition("=")
+            if not sep:
+                raise SystemExit(f"--run expects LABEL=EVAL_FOLDER, got {spec!r}")
+            runs[label] = Path(folder)
+        rows, out = collect_folders(runs), Path(args.out or "runs/sweep")
+    else:
+        raise SystemExit("migrl sweep needs --config SWEEP.yaml or --run LABEL=EVAL_FOLDER ...")
+    md, js = write_sweep(rows, out)
+    print(sweep_table(rows), end="")
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return 0 if all(r["status"] == "scored" for r in rows) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="migrl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -393,6 +416,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--until", default="rl", choices=["base", "cot_sft", "rl"], help="the last stage to run")
     d.add_argument("--rl-per-task", type=int, default=40, help="RL pool items per in-domain task (before rejection sampling)")
     d.set_defaults(func=cmd_demo)
+
+    sw = sub.add_parser("sweep", help="run recipe variants (the paper's ablations) and table their scores (resumable)")
+    sw.add_argument("--config", default=None, help="a sweep YAML (recipes/paper/ablations/sweep.yaml)")
+    sw.add_argument("--collect-only", action="store_true", help="run nothing: table the scores already there")
+    sw.add_argument("--only", nargs="+", default=None, help="run only these variants")
+    sw.add_argument("--launcher", default=None,
+                    help='how steps are started, e.g. "accelerate launch --config_file launch/zero3.yaml -m migrl.cli"')
+    sw.add_argument("--run", action="append", default=None, help="without --config: LABEL=EVAL_FOLDER to table; repeat")
+    sw.add_argument("--out", default=None, help="where sweep.md / sweep.json go (default: the sweep's out)")
+    sw.set_defaults(func=cmd_sweep)
     return p
 
 
@@ -413,7 +446,9 @@ def cpu_overrides(argv: list[str]) -> list[str]:
 def run_trl_stage(stage: str, argv: list[str]) -> int:
     from trl import TrlParser
 
-    argv = cpu_overrides(argv)
+    from migrl.sweep import expand_config_argv
+
+    argv = cpu_overrides(expand_config_argv(argv))  # recipes may `extends:` another recipe
 
     if stage == "sft":
         from migrl.stages.sft import SFTStageConfig, train_sft
