@@ -14,7 +14,7 @@ from migrl.data.world import write_split
 from migrl.images import load_image
 from migrl.models.loading import load_model, load_processor
 from migrl.records import data_root, read_records
-from migrl.rewards import format_reward, iou_reward
+from migrl.rewards import completion_text, format_reward, iou_reward
 from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset
 from migrl.stages.grpo_sharing import (
     SharedImageProcessor,
@@ -32,7 +32,12 @@ def rl_data(tmp_path_factory):
     return write_split(tmp_path_factory.mktemp("rl") / "world", "train", 2, seed=3, tasks=("region", "common_object"))
 
 
-def make_trainer(cls, data, out, **kw):
+def text_reward(completions, **kwargs):
+    """A reward that varies with the text (the tiny model earns no IoU in 12 tokens): non-zero advantages."""
+    return [(sum(map(ord, completion_text(c))) % 7) / 7 for c in completions]
+
+
+def make_trainer(cls, data, out, rewards=(iou_reward, format_reward), **kw):
     processor = load_processor(None)
     base = dict(output_dir=str(out), num_generations=4, per_device_train_batch_size=8, max_steps=1,
                 max_completion_length=12, learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none",
@@ -43,7 +48,7 @@ def make_trainer(cls, data, out, **kw):
     assert not errors
     model = load_model(None, dtype=torch.float32)
     freeze_vision(model)
-    trainer = cls(model=model, reward_funcs=[iou_reward, format_reward], args=cfg, train_dataset=dataset,
+    trainer = cls(model=model, reward_funcs=list(rewards), args=cfg, train_dataset=dataset,
                   processing_class=processor)
     trainer.model.train()
     return trainer
@@ -71,10 +76,10 @@ def test_rows_share_a_group_only_with_the_same_tokens_and_the_same_images():
     assert row_groups(ids, mask, None) == [0, 0, 0, 1]
 
 
-def test_group_order_keeps_the_draw_and_pulls_each_group_together():
+def test_group_order_follows_the_draw_and_pulls_each_group_together():
     perm = torch.tensor([5, 0, 3, 4, 1, 2])
     groups = [0, 0, 0, 1, 1, 1]  # rows 0-2 one prompt, rows 3-5 another
-    assert group_order(perm, groups).tolist() == [5, 3, 4, 0, 1, 2]
+    assert group_order(perm, groups).tolist() == [3, 4, 5, 0, 1, 2]  # row 5 came first: its group leads
 
 
 def test_packed_sequence_shows_each_completion_the_prompt_and_itself_only():
@@ -195,7 +200,7 @@ class GradsBeforeStep(TrainerCallback):
 
 
 def one_step(cls, data, out, **kw):
-    trainer = make_trainer(cls, data, out, **kw)
+    trainer = make_trainer(cls, data, out, rewards=(text_reward, format_reward), **kw)
     grads = GradsBeforeStep()
     trainer.add_callback(grads)
     trainer.train()
@@ -214,5 +219,6 @@ def test_a_step_has_stock_trls_loss_and_gradients(rl_data, tmp_path, loss_type):
     assert loss == pytest.approx(loss_trl, abs=1e-5)
     assert g.keys() == g_trl.keys() and g
     assert not any(k.startswith("model.visual.") for k in g)  # frozen vision, as in the recipes
+    assert sum(v.norm() for v in g_trl.values()) > 1e-3  # rewards varied: a real policy gradient
     for name in g:
         assert close(g[name], g_trl[name]), name

@@ -70,12 +70,13 @@ def row_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, pixels: Sequ
 
 def group_order(permutation: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
     """``permutation`` reordered so each group's rows are adjacent: groups in the order their first
-    row appears in it, rows of a group in their permuted order. Same draw, same group order as TRL's
-    shuffle, only the rows of a group are pulled together."""
+    row appears in it (TRL's draw decides), a group's rows in their original order. That order is the
+    one the reference forward packed them in, so policy and reference see the same packed sequence
+    and agree to the bit where their weights do (a KL of exactly 0 at the start, as in TRL)."""
     by_group: dict[int, list[int]] = {}
     for row in permutation.tolist():
         by_group.setdefault(groups[row], []).append(row)
-    return torch.tensor([row for rows in by_group.values() for row in rows], dtype=torch.long)
+    return torch.tensor([row for rows in by_group.values() for row in sorted(rows)], dtype=torch.long)
 
 
 def rows_of_pixels(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, num_images: Sequence[int]) -> list[torch.Tensor]:
