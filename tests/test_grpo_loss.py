@@ -14,7 +14,7 @@ from trl import GRPOTrainer
 from migrl.data.world import write_split
 from migrl.models.loading import load_model, load_processor
 from migrl.records import data_root, read_records
-from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset
+from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset, reward_functions
 from migrl.stages.sft import freeze_vision
 
 G = 4  # rollouts per group; 2 groups per batch
@@ -164,3 +164,20 @@ def test_equal_rewards_give_zero_loss_and_zero_finite_gradients(rl_data, tmp_pat
     # the reference is a second copy of the same weights: KL is 0 up to float rounding
     assert grads and abs(loss.item()) < 1e-9 and torch.isfinite(loss)
     assert all(torch.isfinite(g).all() and g.abs().max() < 1e-5 for g in grads)
+
+
+def test_reward_guards_are_a_switch_of_the_stage(tmp_path):
+    target = {"image_index": 0, "bbox": [10.0, 10.0, 50.0, 50.0], "extent": [0.0, 0.0, 112.0, 112.0]}
+    texts = ['<think>it is here</think><answer>{"bbox_2d": [0, 0, 112, 112]}</answer>',  # the whole image
+             '<think>it is here</think><answer>{"bbox_2d": [10, 10, 50, 50]}</answer>',
+             '<think>two</think><answer>{"bbox_2d": [10, 10, 50, 50]} {"bbox_2d": [60, 60, 90, 90]}</answer>']
+
+    def values(guards):
+        cfg = GRPOStageConfig(output_dir=str(tmp_path), rewards=["iou", "format"], reward_guards=guards, use_cpu=True, bf16=False)
+        return [f(texts, target=[target] * 3) for f in reward_functions(cfg)]
+
+    (iou_off, fmt_off), (iou_on, fmt_on) = values(False), values(True)
+    assert iou_off[0] == pytest.approx(40 * 40 / 112 ** 2) and iou_off[1] == 1.0 and iou_off[2] == 1.0
+    assert iou_on == [0.0, 1.0, 0.0] and fmt_on[0] == 0.0 and fmt_on[1] == fmt_off[1]
+    with pytest.raises(ValueError, match="unknown reward"):
+        reward_functions(GRPOStageConfig(output_dir=str(tmp_path), rewards=["iou", "nope"], use_cpu=True, bf16=False))

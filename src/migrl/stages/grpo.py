@@ -33,6 +33,7 @@ from migrl.models.loading import context_left, load_model, load_processor, resol
 from migrl.prompts import user_message
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
+from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 from migrl.stages.grpo_sharing import GroupSharingMixin
 from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, freeze_vision
@@ -101,11 +102,13 @@ def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOSt
     return Dataset.from_list(rows).cast_column("images", List(Image())), errors
 
 
-class MigrlGRPOTrainer(GroupSharingMixin, GRPOTrainer):
-    """GRPOTrainer with rollout logging and optional online filtering of zero-variance groups.
+class MigrlGRPOTrainer(CheckpointWeightsMixin, GroupSharingMixin, GRPOTrainer):
+    """GRPOTrainer with rollout logging and optional online filtering of zero-variance groups; a group's
+    shared prompt and images computed once (``GroupSharingMixin``, same algorithm); resumed weights loaded
+    through the model's key conversion (``CheckpointWeightsMixin``).
 
-    Overrides two private methods of trl 1.16 (``_calculate_rewards``, ``_generate_and_score_completions``):
-    TRL has no hook for either; the version is pinned in pyproject.toml.
+    Overrides private methods of trl 1.16 (``_calculate_rewards``, ``_generate_and_score_completions`` here,
+    more in the mixins): TRL has no hook for them; the version is pinned in pyproject.toml.
     """
 
     def __init__(self, *args: Any, dynamic_filter: bool = False, rollout_log: Path | None = None,
@@ -164,6 +167,14 @@ class MigrlGRPOTrainer(GroupSharingMixin, GRPOTrainer):
         return out
 
 
+def reward_functions(cfg: GRPOStageConfig) -> list[Any]:
+    """The recipe's rewards by name, each behind the reward guards when ``reward_guards`` is on."""
+    unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
+    if unknown:
+        raise ValueError(f"unknown reward(s) {unknown}; known: {sorted(REWARD_FUNCS)}")
+    return [guarded(REWARD_FUNCS[r]) if cfg.reward_guards else REWARD_FUNCS[r] for r in cfg.rewards]
+
+
 def _adapt_to_device(cfg: GRPOStageConfig) -> None:
     if not torch.cuda.is_available():
         cfg.use_cpu, cfg.bf16, cfg.fp16, cfg.gradient_checkpointing = True, False, False, False
@@ -191,9 +202,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
     if dataset is None:
         raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")
-    unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
-    if unknown:
-        raise ValueError(f"unknown reward(s) {unknown}; known: {sorted(REWARD_FUNCS)}")
+    reward_funcs = reward_functions(cfg)
     cfg.remove_unused_columns = False  # the reward functions read the `target` column
     peft_config = None
     if cfg.use_lora:
@@ -202,7 +211,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     trainer = MigrlGRPOTrainer(
         model=model,
-        reward_funcs=[guarded(REWARD_FUNCS[r]) if cfg.reward_guards else REWARD_FUNCS[r] for r in cfg.rewards],
+        reward_funcs=reward_funcs,
         args=cfg,
         train_dataset=dataset,
         processing_class=processor,
