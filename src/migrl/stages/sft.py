@@ -28,6 +28,7 @@ from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, resolve_model_path
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
+from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 
 # The language model's linear layers only: the vision tower has gate/up/down_proj too.
@@ -141,6 +142,10 @@ def _adapt_to_device(cfg: SFTStageConfig) -> None:
         cfg.gradient_checkpointing = False
 
 
+class MigrlSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
+    """TRL's SFTTrainer whose resume loads a full fine-tune's weights (see ``CheckpointWeightsMixin``)."""
+
+
 def freeze_vision(model: Any) -> None:
     """The vision tower and the merger (``model.model.visual``) get no gradient."""
     for p in model.model.visual.parameters():
@@ -197,7 +202,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
             target_modules=cfg.lora_target_modules,
             task_type="CAUSAL_LM",
         )
-    trainer = SFTTrainer(
+    trainer = MigrlSFTTrainer(
         model=model,
         args=cfg,
         train_dataset=training_dataset(records, root, cfg.cot, answers),
