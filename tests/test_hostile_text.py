@@ -101,12 +101,12 @@ def everything(text: str) -> None:
 @pytest.mark.parametrize("index", range(len(HOSTILE)))
 def test_hostile_text_is_read_quickly_in_range_and_never_correct(index):
     text = HOSTILE[index]
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine (CI, other jobs) must not make it fail
     everything(text)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     # A hang guard, not a speed claim: a backtracking regex would take minutes. The slowest string here
-    # (a box repeated 20,000 times) takes ~1 s through all twelve readers, linear in its length.
-    assert seconds < 10.0, f"{seconds:.2f} s"
+    # (a box repeated 20,000 times) takes ~1 s of CPU through all twelve readers, linear in its length.
+    assert seconds < 20.0, f"{seconds:.2f} s of CPU"
     assert not is_correct(text, TARGET)
     assert official_iou(MIG_RECORD["answer"], official_scored_box(text)) < 0.5
 
@@ -173,11 +173,11 @@ def test_official_scorer_on_its_own_syntax(text, gt):
 def test_the_whole_mig_bench_file_with_hostile_outputs():
     """4,295 real records, each answered by a corpus string: scoring finishes in seconds, all wrong."""
     predictions = {str(i): HOSTILE[i % len(HOSTILE)] for i in range(4295)}
-    start = time.perf_counter()
+    start = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the file's known inverted boxes
         result = score_migbench(MIG_DATA, predictions, Space.QWEN2)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     print(f"scored {len(predictions)} hostile MIG-Bench outputs in {seconds:.2f} s")
     assert seconds < 60, "a hang guard, not a speed claim (about 1.5 s here)"
     assert result["missing_predictions"] == 0 and sum(t for _, t in result["counts"].values()) == 4295

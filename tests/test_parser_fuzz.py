@@ -34,10 +34,10 @@ NASTY = [
 
 
 def check(text):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time, so a loaded machine does not fail it
     parsed = parse_answer(text)
     rewards = paper_reward([text], [TARGET])
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert all(0.0 <= r <= 1.5 for r in rewards)
     assert 0.0 <= iou_reward([text], [TARGET])[0] <= 1.0
     assert format_reward([text])[0] in (0.0, 1.0)
