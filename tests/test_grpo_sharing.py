@@ -127,7 +127,9 @@ def test_shared_image_processor_returns_what_the_processor_returns(rl_data):
     out = shared(images, return_tensors="pt")
     again = shared([[load_image(root / p) for p in r.images] for r in records], return_tensors="pt")
     assert torch.equal(out["pixel_values"], plain["pixel_values"]) and torch.equal(out["image_grid_thw"], plain["image_grid_thw"])
-    assert counting.calls == [sum(len(r.images) for r in records)]  # each distinct image processed once; the second call is cached
+    as_in_chat_template = shared(images)  # apply_chat_template passes no return_tensors: tensors all the same
+    assert torch.equal(as_in_chat_template["pixel_values"], plain["pixel_values"])
+    assert counting.calls == [sum(len(r.images) for r in records)]  # each distinct image processed once; later calls are cached
     assert again["pixel_values"].shape[0] * 3 == plain["pixel_values"].shape[0]
 
 

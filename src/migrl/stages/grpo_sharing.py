@@ -292,19 +292,23 @@ class SharedImageProcessor:
         from transformers.feature_extraction_utils import BatchFeature
         from transformers.image_utils import make_flat_list_of_images
 
-        if args or kwargs.get("return_tensors") != "pt" or images is None:
+        # TRL's two calls: apply_chat_template passes no return_tensors (torch tensors come back), the
+        # processor's own call passes "pt"
+        if args or kwargs.get("return_tensors") not in (None, "pt") or images is None:
             return self._inner(images, *args, **kwargs)
         flat = make_flat_list_of_images(images)
         keys = [_image_key(im) for im in flat]
         if any(k is None for k in keys):
             return self._inner(images, **kwargs)
+        setting = repr(sorted((k, v) for k, v in kwargs.items() if k != "return_tensors"))
+        keys = [((setting, *key), data) for key, data in keys]  # other resize settings, other patches
         todo = {}
         for im, (key, data) in zip(flat, keys):
             if self._lookup(key, data) is None and (key, data) not in todo:
                 todo[(key, data)] = im
         if todo:
             out = self._inner(list(todo.values()), **kwargs)
-            if set(out.keys()) != {"pixel_values", "image_grid_thw"}:
+            if set(out.keys()) != {"pixel_values", "image_grid_thw"} or not all(isinstance(v, torch.Tensor) for v in out.values()):
                 return self._inner(images, **kwargs)  # another layout: do not guess
             grids = out["image_grid_thw"]
             for (key, data), pix, grid in zip(todo, torch.split(out["pixel_values"], grids.prod(-1).tolist()), grids):
@@ -408,11 +412,13 @@ class GroupSharingMixin:
         mm = multimodal_fields["mm_token_type_ids"]
         mm = mm if isinstance(mm, torch.Tensor) else pad([torch.tensor(x) for x in mm], padding_value=0, **kw)
         num_images = [len(x) if x else 0 for x in images]
-        pixel_rows = rows_of_pixels(multimodal_fields["pixel_values"], multimodal_fields["image_grid_thw"], num_images)
+        pixel_values = torch.as_tensor(multimodal_fields["pixel_values"])
+        image_grid_thw = torch.as_tensor(multimodal_fields["image_grid_thw"])
+        pixel_rows = rows_of_pixels(pixel_values, image_grid_thw, num_images)
         groups = row_groups(ids, mask, pixel_rows)
         if len(set(groups)) == len(groups):
             return None
-        grid_rows = list(torch.split(multimodal_fields["image_grid_thw"], num_images))
+        grid_rows = list(torch.split(image_grid_thw, num_images))
         return ids, mask, mm, groups, pixel_rows, grid_rows
 
     def _generate_from_shared_prefill(self, ids, mask, mm, groups, pixel_rows, grid_rows):
