@@ -4,7 +4,11 @@ TRL 1.16 treats each rollout as its own sequence: the prompt, with every image t
 the language model G times in the policy, old-policy and reference forwards, and the same images go
 through the image processor and the vision tower G times. For multi-image grounding the prompt is most
 of the sequence (a 224 px image is 64 tokens; 4 images and the question dwarf a short answer), so most
-of a step recomputes identical numbers. Three pieces here remove that, without changing the algorithm:
+of a step recomputes identical numbers. These pieces remove that, without changing the algorithm:
+
+- generation (``GroupSharingMixin._generate_from_shared_prefill``): the prompt minus its last token is
+  prefilled once per group and its KV cache copied to the group's rows; ``generate`` continues from it,
+  sampling from the same logits in the same order as TRL's path, so the rollouts are the same.
 
 - ``pack_shared_prefix``: a group becomes ONE packed sequence ``[prompt[:-1], (last, c_1), ..., (last, c_G)]``
   with an attention mask under which each completion block sees the shared prompt and itself only, the
@@ -13,10 +17,11 @@ of a step recomputes identical numbers. Three pieces here remove that, without c
   so log-probs and entropies match to float rounding, and gradients through the shared prompt add up
   the G rollouts' contributions as the separate rows do. (The last prompt token is repeated at the
   head of each block because one position can carry one label, and it predicts each c_i's first token.)
-- ``dedup_vision``: the vision tower runs on each distinct image of a call once (generation prefill).
+- ``dedup_vision``: the vision tower runs on each distinct image of a call once.
 - ``SharedImageProcessor``: the image processor resizes and patches each distinct image once per batch.
 - ``group_order``: keeps a group's rollouts in one micro-batch when TRL shuffles the generation batch,
-  drawing the same random permutation as TRL so nothing else of the run's randomness moves.
+  drawing the same random permutation as TRL so nothing else of the run's randomness moves (not for
+  ``bnpo``, the entropy mask or bonus: they normalise per micro-batch, so TRL's shuffle is kept).
 
 Only Qwen2-VL-style models (``image_grid_thw`` + 3D rope via ``get_rope_index``) with SDPA or eager
 attention are packed; anything else takes TRL's own path. Flash-attention kernels cannot express the
