@@ -246,7 +246,7 @@ def remote_config(args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> int:
     from migrl.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=args.out, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
+    run_demo(DemoConfig(out=args.out, base=args.base, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
                         batch_size=args.batch_size, until=args.until, rl_per_task=args.rl_per_task))
     return 0
 
@@ -409,12 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
     d.add_argument("--out", default="runs/demo")
+    d.add_argument("--base", default=None, help="base model folder (default: the shipped tiny base)")
     d.add_argument("--per-task", type=int, default=40, help="test items per task")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--train-per-task", type=int, default=150, help="training items per in-domain task")
     d.add_argument("--batch-size", type=int, default=32)
     d.add_argument("--until", default="rl", choices=["base", "cot_sft", "rl"], help="the last stage to run")
-    d.add_argument("--rl-per-task", type=int, default=40, help="RL pool items per in-domain task (before rejection sampling)")
+    d.add_argument("--rl-per-task", type=int, default=150, help="RL pool items per in-domain task (before rejection sampling)")
     d.set_defaults(func=cmd_demo)
 
     sw = sub.add_parser("sweep", help="run recipe variants (the paper's ablations) and table their scores (resumable)")

@@ -28,9 +28,10 @@ STAGES = ("base", "cot_sft", "rl")
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
+    base: str | None = None  # the base model folder; None = the shipped tiny base
     per_task: int = 40  # test items per task
     train_per_task: int = 150  # training items per in-domain task (the synthesis pool)
-    rl_per_task: int = 40  # RL pool items per in-domain task (before rejection sampling)
+    rl_per_task: int = 150  # RL pool items per in-domain task (before rejection sampling; ~1 in 5 is kept)
     sft_max_steps: int = 0  # 0 = the demo recipe's
     grpo_max_steps: int = 0
     seed: int = 0
@@ -78,7 +79,7 @@ class Demo:
         cfg = self.cfg
         self.say(f"writing the world to {self.out / 'world'}")
         test = write_split(self.out / "world", "test", cfg.per_task, seed=cfg.seed)
-        self.evaluate("base", None, test)
+        self.evaluate("base", cfg.base, test)
         if cfg.until != "base":
             train = write_split(self.out / "world", "train", cfg.train_per_task, seed=cfg.seed, tasks=ID_TASKS + TRAINING_SOURCES)
             sft_model = self.cold_start(train)
@@ -106,7 +107,8 @@ class Demo:
         self.say(f"kept {stats['kept']} of {stats['asked']}; LoRA cold start")
         out = self.out / "sft"
         steps = {"max_steps": self.cfg.sft_max_steps} if self.cfg.sft_max_steps else {}
-        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps)
+        base = {"model_name_or_path": self.cfg.base} if self.cfg.base else {}
+        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps, **base)
         (sft_cfg,) = TrlParser(dataclass_types=[SFTStageConfig]).parse_args_and_config(args=args)
         train_sft(sft_cfg)
         return out
