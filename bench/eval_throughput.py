@@ -4,7 +4,7 @@ Same model (the shipped tiny base unless --model), same items (the world's test 
 greedy decoding and token budget, run side by side. Prints items/s of each and, last,
 ``ratio=X`` (batched over per-sample). Also checks that both produce the same answers.
 
-    .venv/bin/python bench/eval_throughput.py [--items 64] [--batch-size 32] [--max-new-tokens 128]
+    .venv/bin/python bench/eval_throughput.py [--items 60] [--batch-size 64] [--max-new-tokens 128] [--model DIR]
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from migrl.data.world import write_split
 from migrl.engines.hf import HFEngine, SamplingParams, generate_one_by_one
 from migrl.models.loading import load_model, load_processor
 from migrl.records import data_root, read_records
-from migrl.stages.evaluate import request_for, select
+from migrl.stages.evaluate import EvalConfig, request_for, select
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default=None)
     p.add_argument("--items", type=int, default=60, help="items in all, spread over the 10 tasks")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help="default: migrl eval's")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from migrl.bad_records import EXIT_STRICT, exit_code
+from migrl.run_identity import StaleRunError
 from migrl.boxes import Space
 from migrl.records import RecordError
 
@@ -303,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
     e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
     e.add_argument("--out", default="runs/eval")
-    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
     e.add_argument("--max-new-tokens", type=int, default=192)
     e.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
     e.add_argument("--no-cot", action="store_true", help="ask for the answer only, without think/answer tags")
@@ -393,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=int, default=8, help="samples per item")
     r.add_argument("--temperature", type=float, default=1.0)
     r.add_argument("--max-new-tokens", type=int, default=1024)
-    r.add_argument("--batch-size", type=int, default=32, help="completions per forward")
+    r.add_argument("--batch-size", type=int, default=64, help="completions decoded together")
     r.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
     r.add_argument("--strict", action="store_true", help=STRICT_HELP)
     r.add_argument("--shard", default=None, help=SHARD_HELP)
@@ -413,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--per-task", type=int, default=40, help="test items per task")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--train-per-task", type=int, default=150, help="training items per in-domain task")
-    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--until", default="rl", choices=["base", "cot_sft", "rl"], help="the last stage to run")
     d.add_argument("--rl-per-task", type=int, default=150, help="RL pool items per in-domain task (before rejection sampling)")
     d.set_defaults(func=cmd_demo)
@@ -475,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as exc:  # --strict, or a file migrl wrote itself that is broken
         print(f"migrl: stopped at a bad record: {exc}", file=sys.stderr)
         return EXIT_STRICT
+    except StaleRunError as exc:  # --out holds another model's answers: nothing was generated
+        print(f"migrl: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,13 +12,17 @@ own command, configured by the recipes in ``recipes/demo/``. Writes ``<out>/repo
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from migrl.jsonl import write_json_atomic
 from migrl.report.tables import stage_table
+from migrl.run_identity import StaleRunError
+
+T = TypeVar("T")
 
 REPORT_KEYS = ("tasks", "id_avg", "ood_avg", "avg")
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "demo"
@@ -35,7 +39,7 @@ class DemoConfig:
     sft_max_steps: int = 0  # 0 = the demo recipe's
     grpo_max_steps: int = 0
     seed: int = 0
-    batch_size: int = 32
+    batch_size: int = 64
     until: str = "rl"  # the last stage to run: base, cot_sft or rl
 
 
@@ -65,12 +69,22 @@ class Demo:
         self.report["seconds"] = round(time.time() - self.start, 1)
         write_json_atomic(self.out / "report.json", self.report)
 
+    def resumed(self, out: Path, run: Callable[[], T]) -> T:
+        """Run a generating stage; its log is resumed only when the same model wrote it (a rerun of the
+        demo retrains, and a retrained or other base model must not inherit the old answers)."""
+        try:
+            return run()
+        except StaleRunError:
+            self.say(f"{out} holds another model's answers; that stage starts again")
+            shutil.rmtree(out)
+            return run()
+
     def evaluate(self, stage: str, model: str | None, test: Path) -> None:
         from migrl.stages.evaluate import EvalConfig, evaluate
 
         self.say(f"evaluating {stage}")
         cfg = EvalConfig(model=model, data=str(test), out=str(self.out / "eval" / stage), batch_size=self.cfg.batch_size)
-        self.report["stages"][stage] = _stage_scores(evaluate(cfg))
+        self.report["stages"][stage] = _stage_scores(self.resumed(Path(cfg.out), lambda: evaluate(cfg)))
         self.save()
 
     def run(self) -> dict[str, Any]:
@@ -124,10 +138,11 @@ class Demo:
                          **({"max_steps": self.cfg.grpo_max_steps} if self.cfg.grpo_max_steps else {}))
         )
         self.say("rejection sampling: the SFT model answers each RL item 4 times; mixed items are kept")
-        stats = reject(RejectConfig(
+        reject_cfg = RejectConfig(
             model=str(sft_model), data=str(pool), out=str(self.out / "reject"), k=4,
             temperature=grpo_cfg.temperature, max_new_tokens=grpo_cfg.max_completion_length, batch_size=64,
-        ))
+        )
+        stats = self.resumed(Path(reject_cfg.out), lambda: reject(reject_cfg))
         self.report["rejection"] = {k: stats[k] for k in ("asked", "kept", "all_right", "all_wrong")}
         if not stats["kept"]:
             # Nothing mixed: GRPO would see only zero-variance groups. Train on the whole pool instead

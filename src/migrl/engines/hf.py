@@ -1,8 +1,8 @@
 """Batched generation with a Hugging Face model: several multi-image prompts per forward.
 
-Prompts are padded on the left so every row's next token sits in the last column; requests are
-sorted by image count and prompt length so a batch wastes little on padding. This is the engine
-behind eval, rejection sampling and a local teacher.
+Requests are sorted by image count and prompt length, prefilled a few at a time (left padding) and
+decoded together, finished rows leaving the batch (engines/decoding.py says why this is not
+``model.generate``). This is the engine behind eval, rejection sampling and a local teacher.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from PIL import Image
+
+from migrl.engines.decoding import decode, prefill, stack
 
 
 @dataclass
@@ -29,10 +31,11 @@ class SamplingParams:
 
 
 class HFEngine:
-    def __init__(self, model: Any, processor: Any, batch_size: int = 16):
+    def __init__(self, model: Any, processor: Any, batch_size: int = 16, prefill_batch: int = 16):
         self.model = model
         self.processor = processor
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # rows decoded together (prompts x samples)
+        self.prefill_batch = prefill_batch  # prompts per prefill forward (similar lengths: little padding)
         self.tokenizer = processor.tokenizer
         if self.tokenizer.padding_side != "left":
             raise ValueError("generation needs a left-padding tokenizer (load it with padding_side='left')")
@@ -42,29 +45,21 @@ class HFEngine:
 
     @torch.inference_mode()
     def _generate_batch(self, requests: Sequence[Request], params: SamplingParams) -> list[list[str]]:
-        texts = [self.prompt_text(r) for r in requests]
-        images = [im for r in requests for im in r.images]
-        batch = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
-        batch = batch.to(self.model.device)
         sampling = params.temperature > 0
-        out = self.model.generate(
-            **batch,
-            max_new_tokens=params.max_new_tokens,
-            do_sample=sampling,
-            temperature=params.temperature if sampling else None,
-            top_p=params.top_p if sampling else None,
-            top_k=None,
-            num_return_sequences=params.n if sampling else 1,
-            pad_token_id=self.tokenizer.pad_token_id,
-            # A cache allocated once for the batch: the default one grows by concatenation every step,
-            # 16% of batched generation time on CPU here (same tokens out).
-            cache_implementation="static",
-        )
-        new = out[:, batch["input_ids"].shape[1] :]
-        decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        if not sampling:  # greedy answers are all the same: generate once, repeat n times
+        n = params.n if sampling else 1  # greedy answers are all the same: generate once, repeat n times
+        prefixes = []
+        for start in range(0, len(requests), self.prefill_batch):
+            part = requests[start : start + self.prefill_batch]
+            texts = [self.prompt_text(r) for r in part]
+            images = [im for r in part for im in r.images]
+            batch = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+            prefixes.append(prefill(self.model, batch.to(self.model.device)))
+        tokens = decode(self.model, stack(prefixes), params.max_new_tokens, n=n,
+                        temperature=params.temperature, top_p=params.top_p)
+        decoded = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        if not sampling:
             return [[d] * params.n for d in decoded]
-        return [decoded[i * params.n : (i + 1) * params.n] for i in range(len(requests))]
+        return [decoded[i * n : (i + 1) * n] for i in range(len(requests))]
 
     def generate(
         self,
@@ -79,7 +74,8 @@ class HFEngine:
         """
         order = sorted(range(len(requests)), key=lambda i: (len(requests[i].images), len(self.prompt_text(requests[i]))))
         results: list[list[str]] = [[] for _ in requests]
-        per_batch = max(1, self.batch_size // max(1, params.n))
+        rows = params.n if params.temperature > 0 else 1  # decode rows per prompt
+        per_batch = max(1, self.batch_size // rows)
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
             outs = self._generate_batch([requests[i] for i in idx], params)

@@ -29,6 +29,7 @@ from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
+from migrl.run_identity import check_same_run, generator_identity
 from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
 
@@ -38,7 +39,7 @@ class EvalConfig:
     model: str | None = None  # model folder; None = the shipped tiny base
     data: str = ""  # records JSONL
     out: str = "runs/eval"
-    batch_size: int = 16
+    batch_size: int = 64  # rows decoded together (the engine prefills 16 prompts at a time)
     max_new_tokens: int = 192
     coords: str = Space.QWEN25.value  # the space the model answers in
     cot: bool = True  # append the paper's think/answer instruction
@@ -161,6 +162,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
         return generate_predictions(engine, todo, root, log, params, cfg.cot, cfg.chunk, bad=bad, failed=failed) + failed
 
+    check_same_run(out / "predictions.jsonl", generator_identity(
+        cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark))
     run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate)
     if run.log is None:
         return shard_result(run, failed)
