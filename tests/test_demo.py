@@ -20,3 +20,22 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     synthesis = report["synthesis"]
     assert synthesis["asked"] == 6 * (len(ID_TASKS) + 1) and 0 < synthesis["kept"] < synthesis["asked"]
     assert (tmp_path / "demo" / "grpo" / "model.safetensors").exists()
+
+
+def test_a_rerun_with_another_base_answers_again_instead_of_reusing_the_old_answers(tmp_path, tiny_base):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from migrl.run_identity import model_fingerprint
+
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_base, other)
+    weights = load_file(other / "model.safetensors")
+    save_file({k: v * 1.01 for k, v in weights.items()}, other / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "demo"
+    run_demo(DemoConfig(out=str(out), per_task=1, until="base"))
+    run_demo(DemoConfig(out=str(out), base=str(other), per_task=1, until="base"))
+    meta = json.loads((out / "eval" / "base" / "predictions.run.json").read_text())
+    assert meta["model"] == model_fingerprint(other)
+    assert len((out / "eval" / "base" / "predictions.jsonl").read_text().splitlines()) == len(TASKS)

@@ -275,6 +275,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] == "scored" for r in rows) else 1
 
 
+def _demo_default(field: str) -> object:
+    from migrl.demo import DemoConfig  # light: no torch
+
+    return getattr(DemoConfig, field)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="migrl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -411,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--base", default=None, help="base model folder (default: the shipped tiny base)")
-    d.add_argument("--per-task", type=int, default=40, help="test items per task")
+    d.add_argument("--per-task", type=int, default=_demo_default("per_task"), help="test items per task (default %(default)s)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--train-per-task", type=int, default=150, help="training items per in-domain task")
     d.add_argument("--batch-size", type=int, default=64)

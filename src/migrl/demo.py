@@ -33,7 +33,7 @@ STAGES = ("base", "cot_sft", "rl")
 class DemoConfig:
     out: str = "runs/demo"
     base: str | None = None  # the base model folder; None = the shipped tiny base
-    per_task: int = 40  # test items per task
+    per_task: int = 200  # test items per task: one item is 0.5 points of a task (RL moves the average by tenths)
     train_per_task: int = 150  # training items per in-domain task (the synthesis pool)
     rl_per_task: int = 150  # RL pool items per in-domain task (before rejection sampling; ~1 in 5 is kept)
     sft_max_steps: int = 0  # 0 = the demo recipe's
