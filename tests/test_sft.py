@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 from safetensors.torch import load_file
