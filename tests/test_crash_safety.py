@@ -192,17 +192,6 @@ def test_last_complete_checkpoint_passes_over_torn_ones(tmp_path):
     assert last_complete_checkpoint(tmp_path / "nowhere") is None
 
 
-@pytest.fixture(scope="module")
-def sft_data(tmp_path_factory) -> Path:
-    from migrl.engines.scripted import ScriptedTeacher
-    from migrl.stages.synthesize import SynthesizeConfig, synthesize
-
-    root = tmp_path_factory.mktemp("sftcrash")
-    pool = write_split(root / "world", "train", 4, seed=11, tasks=ID_TASKS)
-    synthesize(SynthesizeConfig(data=str(pool), out=str(root / "syn")), ScriptedTeacher(seed=0))
-    return root / "syn" / "sft.jsonl"
-
-
 def _sft_args(data: Path, out: Path, steps: int) -> list[str]:
     return ["--data", str(data), "--output_dir", str(out), "--max_steps", str(steps), "--save_strategy", "steps",
             "--save_steps", "1", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--logging_steps", "1",

@@ -30,10 +30,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from migrl.data.world import ID_TASKS, write_split
-from migrl.engines.scripted import ScriptedTeacher
+from migrl.data.world import write_split
 from migrl.jsonl import read_jsonl
-from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
 pytestmark = pytest.mark.slow  # each launch starts 2 Python processes with torch + TRL: ~20 s
 
@@ -66,14 +64,6 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
     return max((a[k] - b[k]).abs().max().item() for k in a)
-
-
-@pytest.fixture(scope="module")
-def sft_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dp-sft")
-    pool = write_split(root / "world", "train", 4, seed=11, tasks=ID_TASKS)
-    synthesize(SynthesizeConfig(data=str(pool), out=str(root / "syn")), ScriptedTeacher(seed=0))
-    return root / "syn" / "sft.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from migrl.data.world import ID_TASKS, write_split
-from migrl.engines.scripted import ScriptedTeacher
 from migrl.stages.sft import SFTStageConfig, train_sft
-from migrl.stages.synthesize import SynthesizeConfig, synthesize
-
-
-@pytest.fixture(scope="module")
-def sft_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sftdata")
-    pool = write_split(root / "world", "train", 4, seed=11, tasks=ID_TASKS)
-    synthesize(SynthesizeConfig(data=str(pool), out=str(root / "syn")), ScriptedTeacher(seed=0))
-    return root / "syn" / "sft.jsonl"
 
 
 def _cfg(data, out, **kw):

@@ -129,16 +129,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return exit_code(stats["bad_records"], args.out)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from migrl.images import TINY_SIZING
-    from migrl.report.build import write_report
-
+def _labelled_runs(specs: list[str]) -> dict[str, Path]:
+    """``--run LABEL=EVAL_FOLDER`` options (report, sweep) as {label: folder}."""
     runs = {}
-    for spec in args.run:
+    for spec in specs:
         label, sep, folder = spec.partition("=")
         if not sep:
             raise SystemExit(f"--run expects LABEL=EVAL_FOLDER, got {spec!r}")
         runs[label] = Path(folder)
+    return runs
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from migrl.images import TINY_SIZING
+    from migrl.report.build import write_report
+
+    runs = _labelled_runs(args.run)
     sizing = _sizing_for(args, TINY_SIZING)
     md, html = write_report(runs, Path(args.data), Path(args.out), benchmark=args.benchmark,
                             pictures_per_task=args.pictures_per_task, coords=Space(args.coords), sizing=sizing,
@@ -260,13 +266,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows = collect(sweep) if args.collect_only else run_sweep(sweep, parse_launcher(args.launcher), args.only)
         out = Path(args.out) if args.out else sweep.out
     elif args.run:
-        runs = {}
-        for spec in args.run:
-            label, sep, folder = spec.partition("=")
-            if not sep:
-                raise SystemExit(f"--run expects LABEL=EVAL_FOLDER, got {spec!r}")
-            runs[label] = Path(folder)
-        rows, out = collect_folders(runs), Path(args.out or "runs/sweep")
+        rows, out = collect_folders(_labelled_runs(args.run)), Path(args.out or "runs/sweep")
     else:
         raise SystemExit("migrl sweep needs --config SWEEP.yaml or --run LABEL=EVAL_FOLDER ...")
     md, js = write_sweep(rows, out)
