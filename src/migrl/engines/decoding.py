@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import StaticCache
+from transformers import DynamicCache, StaticCache
 from transformers.generation.logits_process import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 # Finished rows are dropped once this share of the batch has finished: every drop copies the cache.
@@ -38,6 +38,10 @@ class Prefix:
     deltas: torch.Tensor  # (rows, 1) M-RoPE offset of each row (0 for text-only models)
 
 
+def _uses_mrope(model: Any) -> bool:
+    return hasattr(getattr(model, "model", None), "rope_deltas")
+
+
 def _text_positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
@@ -45,10 +49,8 @@ def _text_positions(mask: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def prefill(model: Any, batch: dict[str, torch.Tensor]) -> Prefix:
     """One forward over a processor batch (left-padded), keeping the cache."""
-    from transformers import DynamicCache
-
     inner = getattr(model, "model", None)
-    mrope = hasattr(inner, "rope_deltas")
+    mrope = _uses_mrope(model)
     mask = batch["attention_mask"]
     kwargs: dict[str, Any] = {}
     if mrope:
@@ -116,7 +118,7 @@ def decode(model: Any, prefix: Prefix, max_new_tokens: int, n: int = 1, temperat
     out: list[list[int]] = [[] for _ in range(len(rows))]
     eos = _eos_ids(model, device)
     warpers = _warpers(temperature, top_p) if temperature > 0 else None
-    mrope = hasattr(getattr(model, "model", None), "rope_deltas")
+    mrope = _uses_mrope(model)
     for step in range(max_new_tokens):
         if warpers is None:
             token = logits.argmax(-1)

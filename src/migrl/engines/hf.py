@@ -29,6 +29,11 @@ class SamplingParams:
     top_p: float = 1.0
     n: int = 1  # completions per request
 
+    @property
+    def rows(self) -> int:
+        """Completions decoded per request: greedy ones are all the same, so one, repeated n times."""
+        return self.n if self.temperature > 0 else 1
+
 
 class HFEngine:
     def __init__(self, model: Any, processor: Any, batch_size: int = 16, prefill_batch: int = 16):
@@ -44,20 +49,19 @@ class HFEngine:
         return self.processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
 
     @torch.inference_mode()
-    def _generate_batch(self, requests: Sequence[Request], params: SamplingParams) -> list[list[str]]:
-        sampling = params.temperature > 0
-        n = params.n if sampling else 1  # greedy answers are all the same: generate once, repeat n times
+    def _generate_batch(self, requests: Sequence[Request], texts: Sequence[str], params: SamplingParams) -> list[list[str]]:
         prefixes = []
         for start in range(0, len(requests), self.prefill_batch):
             part = requests[start : start + self.prefill_batch]
-            texts = [self.prompt_text(r) for r in part]
             images = [im for r in part for im in r.images]
-            batch = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+            batch = self.processor(text=list(texts[start : start + self.prefill_batch]), images=images or None,
+                                   return_tensors="pt", padding=True)
             prefixes.append(prefill(self.model, batch.to(self.model.device)))
+        n = params.rows
         tokens = decode(self.model, stack(prefixes), params.max_new_tokens, n=n,
                         temperature=params.temperature, top_p=params.top_p)
         decoded = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        if not sampling:
+        if n < params.n:  # greedy: the one answer, n times
             return [[d] * params.n for d in decoded]
         return [decoded[i * n : (i + 1) * n] for i in range(len(requests))]
 
@@ -72,13 +76,13 @@ class HFEngine:
         ``on_batch(indices, completions)`` is called after every batch, so callers can persist
         results as they come and resume after a crash.
         """
-        order = sorted(range(len(requests)), key=lambda i: (len(requests[i].images), len(self.prompt_text(requests[i]))))
+        texts = [self.prompt_text(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (len(requests[i].images), len(texts[i])))
         results: list[list[str]] = [[] for _ in requests]
-        rows = params.n if params.temperature > 0 else 1  # decode rows per prompt
-        per_batch = max(1, self.batch_size // rows)
+        per_batch = max(1, self.batch_size // params.rows)
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
-            outs = self._generate_batch([requests[i] for i in idx], params)
+            outs = self._generate_batch([requests[i] for i in idx], [texts[i] for i in idx], params)
             for i, o in zip(idx, outs):
                 results[i] = o
             if on_batch is not None:
