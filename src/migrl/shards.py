@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from migrl.jsonl import AppendLog, read_jsonl
+from migrl.run_identity import check_same_run
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,16 @@ def generate_sharded(
     items: Sequence[Any],
     generate: Callable[[list[Any], AppendLog], Any],
     key: Callable[[Any], str] = lambda item: str(item.id),
+    identity: dict[str, Any] | None = None,
 ) -> ShardRun:
     """Run ``generate(items_to_do, log)`` for this shard and merge where this process should.
 
     ``generate`` skips items already in the log it is given (as every stage's generation does) and may
-    return a list of error strings for items that could not run.
+    return a list of error strings for items that could not run. With ``identity`` (the model and
+    settings that write the log) a log written by another run is refused, not resumed.
     """
+    if identity is not None:
+        check_same_run(path, identity)
     if shard.count == 1:
         main = AppendLog(path)
         merged = merge_shard_logs(main)

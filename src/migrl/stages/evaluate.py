@@ -29,7 +29,7 @@ from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
-from migrl.run_identity import check_same_run, generator_identity
+from migrl.run_identity import generator_identity
 from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
 
@@ -162,9 +162,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
         return generate_predictions(engine, todo, root, log, params, cfg.cot, cfg.chunk, bad=bad, failed=failed) + failed
 
-    check_same_run(out / "predictions.jsonl", generator_identity(
-        cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark))
-    run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate)
+    identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark)
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate, identity=identity)
     if run.log is None:
         return shard_result(run, failed)
     predictions = {rid: row["text"] for rid, row in run.log.rows.items()}

@@ -30,7 +30,7 @@ from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import is_correct, target_in_model_space
-from migrl.run_identity import check_same_run, generator_identity
+from migrl.run_identity import generator_identity
 from migrl.shards import Shard, generate_sharded, rank_device
 
 
@@ -132,9 +132,8 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
         return sample_items(engine, todo, root, log, params, cfg.chunk, bad=bad, failed=failed) + failed
 
-    check_same_run(out / "samples.jsonl", generator_identity(
-        cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens))
-    run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate)
+    identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate, identity=identity)
     if run.log is None:
         from migrl.stages.evaluate import shard_result
 
