@@ -13,6 +13,7 @@ from migrl.engines.teachers import OpenAITeacher
 from migrl.images import TINY_SIZING, ImageSizing, image_size, load_image
 from migrl.jsonl import read_jsonl
 from migrl.records import read_records
+from migrl.run_identity import StaleRunError
 from migrl.scoring.grounding import ImageSizes, record_iou
 from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
@@ -39,6 +40,20 @@ def test_filter_keeps_only_items_right_in_all_samples(pool, tmp_path):
         assert record_iou(r.response, r, Space.QWEN25, sizes, TINY_SIZING) >= 0.5
         # and every one of the teacher's k answers was right, in the teacher's space
         assert all(record_iou(a, r, Space.QWEN25, sizes, teacher.sizing) >= 0.5 for a in answers[r.id])
+
+
+def test_a_rerun_resumes_only_the_same_teachers_answers(pool, tmp_path):
+    """Another teacher (here: another seed) or another k into the same --out stops before asking
+    anything; answers.jsonl keeps the first teacher's answers untouched, and the same teacher resumes."""
+    first = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1))
+    log = (tmp_path / "answers.jsonl").read_bytes()
+    with pytest.raises(StaleRunError, match="seed"):
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=2))
+    with pytest.raises(StaleRunError, match="k: 4 then, 2 now"):
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path), k=2), ScriptedTeacher(seed=1))
+    assert (tmp_path / "answers.jsonl").read_bytes() == log
+    assert synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1)) == first
+    assert (tmp_path / "answers.jsonl").read_bytes() == log
 
 
 def test_teacher_boxes_are_rewritten_into_the_students_space(pool, tmp_path):

@@ -115,7 +115,8 @@ class Demo:
         from trl import TrlParser
 
         self.say("synthesizing chains of thought with the scripted teacher (k=4, keep items right 4/4)")
-        stats = synthesize(SynthesizeConfig(data=str(train), out=str(self.out / "synthesize")), ScriptedTeacher(seed=self.cfg.seed))
+        synth_cfg = SynthesizeConfig(data=str(train), out=str(self.out / "synthesize"))
+        stats = self.resumed(Path(synth_cfg.out), lambda: synthesize(synth_cfg, ScriptedTeacher(seed=self.cfg.seed)))
         self.report["synthesis"] = {"asked": stats["asked"], "kept": stats["kept"]}
         self.save()
         self.say(f"kept {stats['kept']} of {stats['asked']}; LoRA cold start")

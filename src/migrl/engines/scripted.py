@@ -17,7 +17,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from migrl.boxes import Space, convert, format_answer
 from migrl.engines.openai_compat import Failure
@@ -48,6 +48,11 @@ class ScriptedTeacher:
     sizing: ImageSizing = field(default_factory=ImageSizing)  # the teacher's own processor setting
     coords: Space = Space.QWEN25
     error_scale: float = 1.0  # multiplies every error rate
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the answers' text, so a rerun with other settings does not resume these."""
+        return {"teacher": "scripted", "seed": self.seed, "error_scale": self.error_scale, "coords": self.coords.value,
+                "pixels": [self.sizing.min_pixels, self.sizing.max_pixels]}
 
     def _rng(self, record_id: str, sample: int) -> random.Random:
         digest = hashlib.sha256(f"{self.seed}/{record_id}/{sample}".encode()).digest()

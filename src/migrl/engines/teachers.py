@@ -58,6 +58,11 @@ class OpenAITeacher:
     temperature: float = 0.7
     max_new_tokens: int = 1024
 
+    def identity(self) -> dict[str, Any]:
+        """The served model and the sampling settings: the servers' addresses may change between runs."""
+        return {"teacher": f"served:{self.engine.config.model}", "coords": self.coords.value,
+                "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
+
     @classmethod
     def from_args(cls, args: Any, sizing: ImageSizing) -> "OpenAITeacher":
         """The teacher behind ``--base-url`` (repeatable), once every server passed the image-token check:
@@ -94,15 +99,22 @@ class HFTeacher:
     temperature: float = 0.7
     max_new_tokens: int = 1024
     chunk: int = 64
+    fingerprint: str = ""  # the model folder's (run_identity.model_fingerprint)
+
+    def identity(self) -> dict[str, Any]:
+        return {"teacher": f"hf:{self.fingerprint}", "coords": self.coords.value,
+                "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
 
     @classmethod
     def from_args(cls, args: Any) -> "HFTeacher":
-        from migrl.models.loading import load_model, load_processor
+        from migrl.models.loading import load_model, load_processor, resolve_model_path
+        from migrl.run_identity import model_fingerprint
 
         processor = load_processor(args.teacher_model or None)
         model = load_model(args.teacher_model or None)
         engine = HFEngine(model, processor, batch_size=args.concurrency)
-        return cls(engine, ImageSizing.from_processor(processor), Space(args.teacher_coords), args.temperature, args.max_new_tokens)
+        return cls(engine, ImageSizing.from_processor(processor), Space(args.teacher_coords), args.temperature,
+                   args.max_new_tokens, fingerprint=model_fingerprint(resolve_model_path(args.teacher_model or None)))
 
     def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
         records = readable(records, root, on_result)

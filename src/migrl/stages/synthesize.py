@@ -10,7 +10,8 @@ resized by the *teacher's* processor; Qwen2: [0, 1000)) and converted through ``
 Files in ``--out``: ``answers.jsonl`` (every item's k answers or its failure, appended as they come;
 a rerun after ``kill -9`` asks only for what is missing), ``sft.jsonl`` (kept records) and
 ``stats.json`` (asked, kept, dropped by reason, per task), both rebuilt from ``answers.jsonl``
-and written atomically; ``bad_records.jsonl`` lists the items skipped (bad records, and items the
+and written atomically; ``answers.run.json`` names the teacher and its settings, and a rerun with
+another teacher, temperature or k stops instead of mixing its answers with the old ones; ``bad_records.jsonl`` lists the items skipped (bad records, and items the
 teacher kept failing on, field "teacher").
 
 Data parallel as in ``migrl eval``: each rank or ``--shard i/n`` job asks for its share into its own
@@ -40,6 +41,10 @@ class Teacher(Protocol):
     sizing: ImageSizing
 
     def sample(self, records: list[Record], root: Path, k: int, on_result: Any) -> None: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the answers' text (model, sampling settings): answers.jsonl resumes only the same."""
+        ...
 
 
 @dataclass
@@ -149,7 +154,8 @@ def synthesize(
         teacher.sample(todo, root, cfg.k, save)
         bar.close()
 
-    run = generate_sharded(Shard.resolve(cfg.shard), out / "answers.jsonl", records, ask)
+    identity = {**teacher.identity(), "k": cfg.k}
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "answers.jsonl", records, ask, identity=identity)
     if run.log is None:  # a shard that only asks: the merging run builds sft.jsonl and stats.json
         from migrl.stages.evaluate import shard_result
 
