@@ -250,3 +250,16 @@ def test_cot_sft_reports_records_without_a_response(data, tmp_path):
     rows = read_jsonl(tmp_path / "sft" / REPORT_NAME)
     assert {r["record"] for r in rows} == GOOD_IDS and all(r["field"] == "response" for r in rows)
 
+
+
+def test_skipped_records_exit_0_under_a_launcher(capsys):
+    """torchrun / accelerate launch take any non-zero exit for a crashed rank (and restart the
+    finished job with --max-restarts): there a run that skipped records exits 0, and says why."""
+    from migrl.bad_records import EXIT_OK, exit_code
+
+    summary = {"count": 2, "by_field": {"images": 2}}
+    assert exit_code(summary, "out", env={}) == EXIT_SKIPPED
+    assert exit_code(summary, "out", env={"WORLD_SIZE": "1"}) == EXIT_SKIPPED
+    assert exit_code(summary, "out", env={"WORLD_SIZE": "2", "RANK": "1"}) == EXIT_OK
+    assert "failed rank" in capsys.readouterr().err
+    assert exit_code({"count": 0}, "out", env={}) == EXIT_OK
