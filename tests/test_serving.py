@@ -180,3 +180,45 @@ def test_grpo_vllm_colocate_needs_the_training_setting_in_the_folder(tiny_base, 
     with pytest.raises(ValueError, match=r"colocated vLLM builds its processor from .*max_pixels=12544.* training uses .*max_pixels=50176"):
         check_vllm_rollouts(vllm_cfg("colocate"), tiny_base, other)
     check_vllm_rollouts(SimpleNamespace(use_vllm=False), tiny_base, other)  # without vLLM: nothing to check
+
+
+def test_items_a_server_never_answers_are_listed_counted_wrong_and_asked_again(world_test, tiny_base, processors, tmp_path):
+    """eval and reject through a server that refuses one item: the run finishes, the item is in
+    bad_records.jsonl (field "server", with the server's reason), eval counts it wrong (the denominator
+    is every record), and a rerun against a healthy server asks for that item only."""
+    from migrl.engines.openai_compat import image_data_url
+    from migrl.images import load_image
+    from migrl.records import read_records
+
+    mine, _ = processors
+    records = read_records(world_test)
+    victim = records[3]
+    url = image_data_url(load_image(world_test.parent / victim.images[0]))
+
+    def refused(body):
+        urls = [p["image_url"]["url"] for p in body["messages"][-1]["content"] if p.get("type") == "image_url"]
+        return bool(urls) and urls[0] == url
+
+    count = processor_prompt_tokens(mine)
+    eval_cfg = EvalConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "eval"))
+    reject_cfg = RejectConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "reject"), k=2)
+    with FakeOpenAIServer(prompt_tokens=count, always_fail=refused, always_fail_status=400) as server:
+        remote = RemoteConfig((server.base_url,), "tiny", concurrency=4)
+        eval_cfg.remote = reject_cfg.remote = remote
+        scores = evaluate(eval_cfg, processor=mine)
+        stats = reject(reject_cfg, processor=mine)
+    for out in (tmp_path / "eval", tmp_path / "reject"):
+        (row,) = read_jsonl(out / "bad_records.jsonl")
+        assert row["record"] == victim.id and row["field"] == "server" and "HTTP 400" in row["reason"]
+    assert scores["bad_records"]["count"] == 1
+    assert sum(total for _, total in scores["counts"].values()) == len(records)  # still in the denominator
+    assert victim.id not in {r["id"] for r in read_jsonl(tmp_path / "eval" / "predictions.jsonl")}
+    assert stats["asked"] == len(records) - 1
+
+    with FakeOpenAIServer(prompt_tokens=count) as server:
+        eval_cfg.remote = reject_cfg.remote = RemoteConfig((server.base_url,), "tiny")
+        again = evaluate(eval_cfg, processor=mine)
+        assert len(server.calls) == 2  # the start-up probe, then the one missing item
+        reject(reject_cfg, processor=mine)
+    assert again["bad_records"]["count"] == 0 and read_jsonl(tmp_path / "eval" / "bad_records.jsonl") == []
+    assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == len(records)

@@ -19,19 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, Request, SamplingParams
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
-from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
+from migrl.images import ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
 from migrl.run_identity import generator_identity
 from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
+from migrl.stages.generating import generate_missing, list_unanswered, unanswered_messages
 
 
 @dataclass
@@ -102,46 +101,6 @@ def select(records: list[Record], limit_per_task: int) -> list[Record]:
     return out
 
 
-def generate_predictions(
-    engine: HFEngine,
-    records: list[Record],
-    root: Path,
-    log: AppendLog,
-    params: SamplingParams,
-    cot: bool = True,
-    chunk: int = 64,
-    desc: str = "eval",
-    bad: BadRecords | None = None,
-    failed: list[str] | None = None,
-) -> list[str]:
-    """Generate for the records not yet in ``log``; returns the errors of records that could not run.
-    Records a server gave no answer for are not logged (a rerun asks again); ``failed`` gets their reasons."""
-    errors: list[str] = []
-    todo = [r for r in records if r.id not in log]
-    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="item")
-    for start in range(0, len(todo), chunk):
-        part, requests = [], []
-        for r in todo[start : start + chunk]:
-            try:
-                requests.append(request_for(r, root, cot))
-                part.append(r)
-            except ImageError as exc:  # decoding fails where the header read well (a truncated file)
-                errors.append(bad.add(r, "images", exc) if bad is not None else f"record {r.id}: {exc}")
-                bar.update(1)
-
-        def save(indices: list[int], outs: list[list[str]]) -> None:
-            log.append({"id": part[i].id, "text": o[0]} for i, o in zip(indices, outs))
-            bar.update(len(indices))
-
-        engine.generate(requests, params, on_batch=save)
-        for i, reason in getattr(engine, "failures", {}).items():
-            message = f"record {part[i].id}: no answer from the server: {reason}"
-            (failed if failed is not None else errors).append(message)
-            bar.update(1)
-    bar.close()
-    return errors
-
-
 def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
     from migrl.models.loading import context_left, load_model, load_processor
 
@@ -157,20 +116,23 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     out = Path(cfg.out)
     engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
-    failed: list[str] = []
+    unanswered: dict[str, str] = {}
 
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
-        return generate_predictions(engine, todo, root, log, params, cfg.cot, cfg.chunk, bad=bad, failed=failed) + failed
+        generate_missing(engine, todo, log, params, lambda r: request_for(r, root, cfg.cot),
+                         lambda r, texts: {"id": r.id, "text": texts[0]}, bad, unanswered, cfg.chunk, desc="eval")
+        return unanswered_messages(unanswered)
 
     identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark)
     run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate, identity=identity)
     if run.log is None:
-        return shard_result(run, failed)
+        return shard_result(run, unanswered_messages(unanswered))
     predictions = {rid: row["text"] for rid, row in run.log.rows.items()}
     skipped = {b.record for b in bad.items[n_load_errors:]}
     scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in skipped]
     scores = score_items(cfg, scored, predictions, root, sizing)
-    scores["record_errors"] = [str(b) for b in bad.items] + failed + run.errors
+    list_unanswered(bad, runnable, unanswered)  # after scoring: an unanswered item counts as wrong
+    scores["record_errors"] = [str(b) for b in bad.items] + run.errors
     scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)
     return scores

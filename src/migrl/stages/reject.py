@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, SamplingParams
@@ -32,6 +30,8 @@ from migrl.records import Record, data_root, load_records
 from migrl.rewards import is_correct, target_in_model_space
 from migrl.run_identity import generator_identity
 from migrl.shards import Shard, generate_sharded, rank_device
+from migrl.stages.evaluate import request_for
+from migrl.stages.generating import generate_missing, list_unanswered, unanswered_messages
 
 
 @dataclass
@@ -57,37 +57,6 @@ def verdict(texts: list[str], target: dict[str, Any]) -> str:
     if right == 0:
         return "all_wrong"
     return "kept"
-
-
-def sample_items(engine: Any, records: list[Record], root: Path, log: AppendLog, params: SamplingParams, chunk: int,
-                 bad: BadRecords | None = None, failed: list[str] | None = None) -> list[str]:
-    """Sample k answers for records not yet in ``log``; returns errors of records that cannot run.
-    Records a server gave no answer for are not logged (a rerun asks again); ``failed`` gets their reasons."""
-    from migrl.stages.evaluate import request_for
-
-    errors: list[str] = []
-    todo = [r for r in records if r.id not in log]
-    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc="reject", unit="item")
-    for start in range(0, len(todo), chunk):
-        part, requests = [], []
-        for r in todo[start : start + chunk]:
-            try:
-                requests.append(request_for(r, root))
-                part.append(r)
-            except ImageError as exc:  # decoding fails where the header read well (a truncated file)
-                errors.append(bad.add(r, "images", exc) if bad is not None else f"record {r.id}: {exc}")
-                bar.update(1)
-
-        def save(indices: list[int], outs: list[list[str]]) -> None:
-            log.append({"id": part[i].id, "samples": o} for i, o in zip(indices, outs))
-            bar.update(len(indices))
-
-        engine.generate(requests, params, on_batch=save)
-        for i, reason in getattr(engine, "failures", {}).items():
-            (failed if failed is not None else errors).append(f"record {part[i].id}: no answer from the server: {reason}")
-            bar.update(1)
-    bar.close()
-    return errors
 
 
 def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, sizing: ImageSizing,
@@ -127,19 +96,22 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     out = Path(cfg.out)
     engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
-    failed: list[str] = []
+    unanswered: dict[str, str] = {}
 
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
-        return sample_items(engine, todo, root, log, params, cfg.chunk, bad=bad, failed=failed) + failed
+        generate_missing(engine, todo, log, params, lambda r: request_for(r, root),
+                         lambda r, samples: {"id": r.id, "samples": samples}, bad, unanswered, cfg.chunk, desc="reject")
+        return unanswered_messages(unanswered)
 
     identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate, identity=identity)
     if run.log is None:
         from migrl.stages.evaluate import shard_result
 
-        return shard_result(run, failed)
+        return shard_result(run, unanswered_messages(unanswered))
     kept, stats, _ = summarize(records, run.log, root, Space(cfg.coords), sizing, bad=bad)
-    stats["errors"] = [str(b) for b in bad.items] + failed + run.errors
+    list_unanswered(bad, records, unanswered)
+    stats["errors"] = [str(b) for b in bad.items] + run.errors
     stats["bad_records"] = bad.finish(out)
     write_jsonl_atomic(out / "rl.jsonl", kept)
     write_json_atomic(out / "stats.json", stats)
