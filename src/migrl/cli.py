@@ -207,6 +207,14 @@ def cmd_reject(args: argparse.Namespace) -> int:
     return exit_code(stats["bad_records"], args.out)
 
 
+def cmd_revos_from_masks(args: argparse.Namespace) -> int:
+    from migrl.benchmarks.revos_masks import build
+
+    summary = build(args.expressions, args.masks, args.frames, args.out)
+    print(json.dumps({"items": summary["items"], "out": summary["out"]}))
+    return exit_code(summary["bad_records"], Path(args.out).parent)
+
+
 def cmd_serve_flags(args: argparse.Namespace) -> int:
     from migrl.engines.serving import vllm_serve_command
     from migrl.images import ImageSizing
@@ -413,6 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--min-pixels", type=int, default=0)
     sf.add_argument("--max-pixels", type=int, default=0)
     sf.set_defaults(func=cmd_serve_flags)
+
+    rv = sub.add_parser("revos-from-masks", help="ReVOS-grounding items from the ReVOS masks (six frames, the third grounded)")
+    rv.add_argument("--expressions", required=True, help="meta_expressions_valid_.json")
+    rv.add_argument("--masks", required=True, help="mask_dict.json")
+    rv.add_argument("--frames", required=True, help="folder of the video frame folders")
+    rv.add_argument("--out", required=True, help="the items JSON to write (then: migrl eval/score --benchmark revos)")
+    rv.set_defaults(func=cmd_revos_from_masks)
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
     d.add_argument("--out", default="runs/demo")

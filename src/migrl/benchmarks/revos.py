@@ -9,8 +9,9 @@ Official protocol (read): AMAP-ML/UniVG-R1 ``eval/zero_shot/revos_evaluation/eva
   ``bbox_list[2]``, each value cast with ``int`` (truncated) before dividing by the frame's size.
 - Scoring is LISA's (first Qwen2 pair of the whole response / 1000, IoU with ``+ 1e-6``, ``>= 0.5``).
 
-Not built here: ground truth from the ReVOS masks (``mask_dict.json`` + ``meta_expressions``), which
-the paper describes; the sampling the paper used is not published, so the released JSON is the input.
+Items from the ReVOS masks (``mask_dict.json`` + ``meta_expressions``), as the paper describes them:
+``benchmarks.revos_masks`` (``migrl revos-from-masks``) writes this same JSON format. The paper's
+exact frame sampling is not published; that module samples uniformly, as the ReVOS readers do.
 """
 
 from __future__ import annotations
