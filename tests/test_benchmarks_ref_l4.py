@@ -62,3 +62,56 @@ def test_iou_is_single_precision_like_the_official_tensors():
     assert official_iou([0, 0, 100, 100], [0, 0, 50, 100]) == 0.5
     # a decision that float64 gets wrong: official 0.800000011920929 > 0.8 (float64: exactly 0.8, not > 0.8)
     assert official_iou([389, 14, 409, 146], [392, 14, 408, 146]) == 0.800000011920929 > 0.8
+
+
+def _classes_bench(tmp_path):
+    """Five annotations: refcoco_6 and refcoco_16 both merge into o365_56 (as the official table merges
+    them), o365_56 itself, and refcoco_99 which the table does not name (kept as it is)."""
+    Image.new("RGB", (400, 300)).save(tmp_path / "a.jpg")
+    cats = ["refcoco_6", "refcoco_16", "o365_56", "refcoco_99", "refcoco_99"]
+    rows = [{"id": f"{i:06d}", "caption": "c", "bbox": [0, 0, 100, 100], "file_name": "a.jpg", "ori_category_id": c,
+             "split": "val"} for i, c in enumerate(cats)]
+    path = tmp_path / "ref-l4-val.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    # the official file holds the table as a Python dict literal among its code
+    evaluation = tmp_path / "evaluation.py"
+    evaluation.write_text('import torch\n\nmapping_dict = {\n    "refcoco_6": "o365_56",\n    "refcoco_16": "o365_56",  # merged\n}\n\n'
+                          "class RefL4Evaluator:\n    pass\n")
+    return path, evaluation
+
+
+def test_class_average_merges_categories_by_the_official_table(tmp_path, capsys):
+    from migrl.cli import main
+
+    path, evaluation = _classes_bench(tmp_path)
+    full, half, miss = '{"bbox_2d": [0, 0, 100, 100]}', '{"bbox_2d": [0, 0, 100, 70]}', '{"bbox_2d": [200, 200, 300, 300]}'
+    preds = {"000000": full, "000001": miss, "000002": miss, "000003": full, "000004": half}
+    res = score(path, preds, Space.PIXELS, category_map=evaluation)
+    # o365_56: 1 of 3 right (33.33); refcoco_99: IoU 1.0 and 0.7, both > 0.5 (100): mean 66.67.
+    # mAcc per class over 0.50..0.95: o365_56 33.33 at every threshold; refcoco_99 100 up to 0.65, then 50.
+    assert res["class_avg"]["classes"] == 2 and res["class_avg"]["acc50"] == pytest.approx(66.67)
+    assert res["class_avg"]["macc"] == pytest.approx((100 / 3 + (4 * 100 + 6 * 50) / 10) / 2, abs=0.01)
+    assert res["acc"]["0.5"] == 60.0  # the annotation-level figure is unchanged by the table
+    assert "class_avg" not in score(path, preds, Space.PIXELS)  # no table, no class average
+    as_json = tmp_path / "map.json"
+    as_json.write_text(json.dumps({"refcoco_6": "o365_56", "refcoco_16": "o365_56"}))
+    assert score(path, preds, Space.PIXELS, category_map=as_json)["class_avg"] == res["class_avg"]
+
+    pred_file = tmp_path / "preds.jsonl"
+    pred_file.write_text("\n".join(json.dumps({"id": k, "text": v}) for k, v in preds.items()))
+    assert main(["score", "--benchmark", "ref-l4", "--data", str(path), "--predictions", str(pred_file),
+                 "--coords", "pixels", "--image-root", str(tmp_path), "--category-map", str(evaluation)]) == 0
+    assert json.loads(capsys.readouterr().out)["class_avg"]["acc50"] == pytest.approx(66.67)
+
+
+def test_a_category_map_without_the_table_is_refused(tmp_path):
+    from migrl.benchmarks import score_benchmark
+    from migrl.benchmarks.ref_l4 import read_category_map
+
+    other = tmp_path / "other.py"
+    other.write_text("x = 1\n")
+    with pytest.raises(ValueError, match="no `mapping_dict"):
+        read_category_map(other)
+    path, evaluation = _classes_bench(tmp_path)
+    with pytest.raises(ValueError, match="Ref-L4's"):
+        score_benchmark("lisa", path, {}, Space.PIXELS, category_map=evaluation)

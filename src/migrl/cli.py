@@ -63,6 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         limit_per_task=args.limit_per_task,
         benchmark=args.benchmark,
         image_root=args.image_root,
+        category_map=args.category_map,
         strict=args.strict,
         shard=args.shard,
         remote=remote_config(args),
@@ -93,7 +94,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         from migrl.benchmarks import score_benchmark
 
         sizing = _sizing_for(args, ImageSizing())
-        result = score_benchmark(args.benchmark, args.data, preds.texts, Space(args.coords), args.image_root, sizing)
+        result = score_benchmark(args.benchmark, args.data, preds.texts, Space(args.coords), args.image_root, sizing,
+                                 args.category_map)
     else:
         from migrl.records import data_root, load_records
         from migrl.scoring.grounding import score_records
@@ -289,6 +291,9 @@ def _demo_default(field: str) -> object:
     return getattr(DemoConfig, field)
 
 
+CATEGORY_MAP_HELP = "Ref-L4: the official ref_l4/evaluation.py (its refcoco->o365 table) or a JSON of it; adds the class-level average"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="migrl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -317,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmark", default="records", choices=["records", "mig-bench", *sorted(BENCHMARK_NAMES)],
                    help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
     e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
+    e.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
     e.add_argument("--max-new-tokens", type=int, default=192)
@@ -334,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--predictions", required=True, help='JSONL of {"id": ..., "text": ...}')
     s.add_argument("--coords", default=Space.QWEN2.value, choices=[s.value for s in Space], help="space of the model's numbers")
     s.add_argument("--image-root", default=None, help="folder the records' image paths are relative to")
+    s.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
     s.add_argument("--model", default=None, help="read min/max pixels from this model folder's processor")
     s.add_argument("--min-pixels", type=int, default=0)
     s.add_argument("--max-pixels", type=int, default=0)

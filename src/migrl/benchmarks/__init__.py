@@ -21,8 +21,12 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def score_benchmark(name: str, data_path, predictions, coords, image_root=None, sizing=None) -> dict:
-    """What ``migrl score --benchmark NAME`` should call."""
+def score_benchmark(name: str, data_path, predictions, coords, image_root=None, sizing=None, category_map=None) -> dict:
+    """What ``migrl score --benchmark NAME`` should call; ``category_map``: Ref-L4's merge table (class average)."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}")
+    if category_map is not None:
+        if name != "ref-l4":
+            raise ValueError(f"--category-map is Ref-L4's (its class-level average), not {name!r}'s")
+        return ref_l4.score(data_path, predictions, coords, image_root, sizing, category_map=category_map)
     return BENCHMARKS[name].score(data_path, predictions, coords, image_root, sizing)

@@ -9,13 +9,19 @@ Official protocol (read): JierunChen/Ref-L4 ``ref_l4/evaluation.py`` ``RefL4Eval
   (STRICT); Acc@0.5/0.75/0.9, mAcc over 0.50:0.05:0.95, size buckets by sqrt(w*h) of the ground truth
   (< 128 small, <= 256 medium, else large). The official code raises on a missing id; here a missing
   or unreadable prediction scores IoU 0, as the dummy box the README asks for would.
-- Not reproduced: the class-level average (it needs the refcoco->o365 category merge table); the
-  paper reports Acc@0.5 per split only.
+- Class-level average (``category_map``): each ``ori_category_id`` is first renamed by the official
+  refcoco -> o365 merge table, Acc per class, then the mean over classes (mAcc: that mean per
+  threshold, then over thresholds). The table is read from the official ``ref_l4/evaluation.py``
+  (its ``mapping_dict``) or a JSON of it, so it is not copied here; without it no class average is
+  reported. The paper reports Acc@0.5 per split only.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import math
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,36 @@ def official_iou(gt: list[float], pred: list[float], eps: float = 1e-6) -> float
     overlap = w * h
     union = area1 + area2 - overlap
     return float(overlap / max(union, np.float32(eps)))
+
+
+def read_category_map(path: str | Path) -> dict[str, str]:
+    """The refcoco -> o365 merge table: ``mapping_dict`` of the official ``evaluation.py``, or a JSON object."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        found = [node.value for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == "mapping_dict" for t in node.targets)]
+        if not found:
+            raise ValueError(f"{path}: no `mapping_dict = {{...}}` (expected Ref-L4's ref_l4/evaluation.py)")
+        table = ast.literal_eval(found[0])
+    else:
+        table = json.loads(text)
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise ValueError(f"{path}: the category map must map category ids (text) to category ids")
+    return table
+
+
+def class_average(ious: list[float], categories: list[Any], table: dict[str, str]) -> dict[str, Any]:
+    """Acc@0.5 and mAcc averaged over the merged classes, as ``RefL4Evaluator.evaluate``."""
+    per_class: dict[Any, list[float]] = defaultdict(list)
+    for value, category in zip(ious, categories):
+        per_class[table.get(category, category)].append(value)
+
+    def mean_over_classes(th: float) -> float:
+        return mean(100.0 * sum(v > th for v in vs) / len(vs) for vs in per_class.values())
+
+    return {"classes": len(per_class), "acc50": round(mean_over_classes(0.5), 2),
+            "macc": round(mean(mean_over_classes(th) for th in MACC_THRESHOLDS), 2)}
 
 
 def _rows(path: Path) -> list[Any]:
@@ -115,8 +151,11 @@ def score(
     coords: Space | str = Space.QWEN25,
     image_root: str | Path | None = None,
     sizing: ImageSizing | None = None,
+    category_map: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Acc@0.5 (IoU > 0.5) per split in ``tasks``; Acc@0.75/0.9, mAcc and size buckets as extras."""
+    """Acc@0.5 (IoU > 0.5) per split in ``tasks``; Acc@0.75/0.9, mAcc and size buckets as extras, and
+    the class-level average when ``category_map`` names the official merge table."""
+    table = read_category_map(category_map) if category_map else None
     coords, sizing = Space(coords), sizing or ImageSizing()
     loaded = load(data_path, image_root)
     sizes = ImageSizes(root_of(data_path, image_root))
@@ -144,4 +183,6 @@ def score(
     out["acc"] = {str(th): _acc(ious, th) for th in ACC_THRESHOLDS}
     out["macc"] = mean(_acc(ious, th) for th in MACC_THRESHOLDS) if ious else None
     out["size_acc50"] = {k: _acc(v, 0.5) for k, v in buckets.items()}
+    if table is not None and ious:
+        out["class_avg"] = class_average(ious, [r.meta["ori_category_id"] for r in loaded.records], table)
     return out

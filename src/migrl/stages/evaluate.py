@@ -46,6 +46,7 @@ class EvalConfig:
     chunk: int = 64  # records whose images are loaded at once
     benchmark: str = "records"  # records (a migrl JSONL, e.g. the world), mig-bench, or a migrl.benchmarks name
     image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
+    category_map: str | None = None  # Ref-L4: the official evaluation.py (its merge table), for the class average
     strict: bool = False  # stop at the first bad record instead of skipping it
     shard: str | None = None  # "i/n": generate only that share (default: the launcher's rank, or everything)
     remote: RemoteConfig | None = None  # generate with served models (the model folder gives processor and config)
@@ -81,7 +82,7 @@ def score_items(cfg: EvalConfig, records: list[Record], predictions: dict[str, s
         return score_migbench(cfg.data, predictions, cfg.coords, root, sizing)
     from migrl.benchmarks import score_benchmark
 
-    return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing)
+    return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing, cfg.category_map)
 
 
 def request_for(record: Record, root: Path, cot: bool = True) -> Request:
