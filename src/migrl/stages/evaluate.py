@@ -120,9 +120,9 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     unanswered: dict[str, str] = {}
 
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
-        generate_missing(engine, todo, log, params, lambda r: request_for(r, root, cfg.cot),
-                         lambda r, texts: {"id": r.id, "text": texts[0]}, bad, unanswered, cfg.chunk, desc="eval")
-        return unanswered_messages(unanswered)
+        skipped = generate_missing(engine, todo, log, params, lambda r: request_for(r, root, cfg.cot),
+                                   lambda r, texts: {"id": r.id, "text": texts[0]}, bad, unanswered, cfg.chunk, desc="eval")
+        return skipped + unanswered_messages(unanswered)
 
     identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark)
     run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate, identity=identity)

@@ -32,8 +32,10 @@ def generate_missing(
     unanswered: dict[str, str],
     chunk: int = 64,
     desc: str = "generate",
-) -> None:
-    """Generate for the records not in ``log``; ``row(record, completions)`` is what gets logged."""
+) -> list[str]:
+    """Generate for the records not in ``log``; ``row(record, completions)`` is what gets logged.
+    Returns the messages of the records skipped here (a rank sends them to the merging rank)."""
+    skipped: list[str] = []
     todo = [r for r in records if r.id not in log]
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="item")
     for start in range(0, len(todo), chunk):
@@ -43,7 +45,7 @@ def generate_missing(
                 requests.append(request(r))
                 part.append(r)
             except ImageError as exc:  # decoding fails where the header read well (a truncated file)
-                bad.add(r, "images", exc)
+                skipped.append(bad.add(r, "images", exc))
                 bar.update(1)
 
         def save(indices: list[int], outs: list[list[str]]) -> None:
@@ -55,6 +57,7 @@ def generate_missing(
             unanswered[part[i].id] = reason
             bar.update(1)
     bar.close()
+    return skipped
 
 
 def unanswered_messages(unanswered: dict[str, str]) -> list[str]:

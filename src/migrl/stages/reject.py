@@ -99,9 +99,9 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     unanswered: dict[str, str] = {}
 
     def generate(todo: list[Record], log: AppendLog) -> list[str]:
-        generate_missing(engine, todo, log, params, lambda r: request_for(r, root),
-                         lambda r, samples: {"id": r.id, "samples": samples}, bad, unanswered, cfg.chunk, desc="reject")
-        return unanswered_messages(unanswered)
+        skipped = generate_missing(engine, todo, log, params, lambda r: request_for(r, root),
+                                   lambda r, samples: {"id": r.id, "samples": samples}, bad, unanswered, cfg.chunk, desc="reject")
+        return skipped + unanswered_messages(unanswered)
 
     identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate, identity=identity)
