@@ -261,5 +261,6 @@ def test_skipped_records_exit_0_under_a_launcher(capsys):
     assert exit_code(summary, "out", env={}) == EXIT_SKIPPED
     assert exit_code(summary, "out", env={"WORLD_SIZE": "1"}) == EXIT_SKIPPED
     assert exit_code(summary, "out", env={"WORLD_SIZE": "2", "RANK": "1"}) == EXIT_OK
+    assert exit_code(summary, "out", env={"WORLD_SIZE": "1", "TORCHELASTIC_RUN_ID": "none"}) == EXIT_OK  # torchrun, 1 process
     assert "failed rank" in capsys.readouterr().err
     assert exit_code({"count": 0}, "out", env={}) == EXIT_OK

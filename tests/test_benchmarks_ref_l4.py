@@ -115,3 +115,26 @@ def test_a_category_map_without_the_table_is_refused(tmp_path):
     path, evaluation = _classes_bench(tmp_path)
     with pytest.raises(ValueError, match="Ref-L4's"):
         score_benchmark("lisa", path, {}, Space.PIXELS, category_map=evaluation)
+
+
+def test_no_class_average_from_annotations_without_a_category(tmp_path):
+    path, evaluation = _classes_bench(tmp_path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    del rows[0]["ori_category_id"]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    res = score(path, {}, Space.PIXELS, category_map=evaluation)
+    assert res["class_avg"] is None and any("1 annotations have no ori_category_id" in e for e in res["errors"])
+
+
+def test_a_wrong_category_map_stops_eval_before_any_generation(tmp_path, capsys):
+    from migrl.cli import main
+
+    path, _ = _classes_bench(tmp_path)
+    other = tmp_path / "other.py"
+    other.write_text("x = 1\n")
+    out = tmp_path / "eval"
+    assert main(["eval", "--benchmark", "ref-l4", "--data", str(path), "--image-root", str(tmp_path),
+                 "--out", str(out), "--category-map", str(other)]) == 2
+    assert "no `mapping_dict" in capsys.readouterr().err and not (out / "predictions.jsonl").exists()
+    assert main(["score", "--benchmark", "lisa", "--data", str(path), "--predictions", str(other),
+                 "--category-map", str(other)]) == 2

@@ -99,3 +99,28 @@ def test_command_writes_the_items_and_reports_the_skipped(tmp_path, capsys):
     assert main(["eval", "--benchmark", "revos", "--data", str(out), "--image-root", str(frames_root),
                  "--out", str(tmp_path / "eval")]) == 0
     assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == 2
+
+
+def test_integer_frame_ids_and_uncompressed_rle(tmp_path):
+    """Some exports give frame ids as numbers and masks as uncompressed RLE (counts a list)."""
+    frames_root = tmp_path / "frames"
+    (frames_root / "v").mkdir(parents=True)
+    for i in range(6):
+        Image.new("RGB", (W, H)).save(frames_root / "v" / f"{i:05d}.jpg")
+    m = np.zeros((H, W), dtype=np.uint8, order="F")
+    m[20:30, 40:60] = 1
+    flat = m.flatten(order="F")  # COCO RLE runs go down the columns, starting with a run of zeros
+    change = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    uncompressed = {"size": [H, W], "counts": counts}
+    exp_file, mask_file = tmp_path / "meta.json", tmp_path / "masks.json"
+    exp_file.write_text(json.dumps({"videos": {"v": {"frames": list(range(6)), "expressions": {
+        "0": {"exp": "the box", "obj_id": [0], "anno_id": [7]},
+        "1": {"exp": "not a mask", "obj_id": [1], "anno_id": [8]}}}}}))
+    mask_file.write_text(json.dumps({"7": [uncompressed] * 6, "8": [[1, 2, 3]] * 6}))
+    out = tmp_path / "out" / "items.json"
+    assert build(exp_file, mask_file, frames_root, out)["items"] == 1
+    (item,) = json.loads(out.read_text())
+    assert item["frames"] == [0, 1, 2, 3, 4, 5] and item["bbox_list"][2] == [40.0, 20.0, 59.0, 29.0]
+    (row,) = read_jsonl(out.parent / "bad_records.jsonl")
+    assert row["record"] == "v/1" and "unreadable" in row["reason"]

@@ -219,6 +219,24 @@ def test_items_a_server_never_answers_are_listed_counted_wrong_and_asked_again(w
         eval_cfg.remote = reject_cfg.remote = RemoteConfig((server.base_url,), "tiny")
         again = evaluate(eval_cfg, processor=mine)
         assert len(server.calls) == 2  # the start-up probe, then the one missing item
-        reject(reject_cfg, processor=mine)
-    assert again["bad_records"]["count"] == 0 and read_jsonl(tmp_path / "eval" / "bad_records.jsonl") == []
-    assert len(read_jsonl(tmp_path / "eval" / "predictions.jsonl")) == len(records)
+        stats = reject(reject_cfg, processor=mine)
+        assert len(server.calls) == 4  # reject too: its probe, then that item only (k samples in one request)
+    assert again["bad_records"]["count"] == 0 and stats["bad_records"]["count"] == 0
+    for out, name in ((tmp_path / "eval", "predictions.jsonl"), (tmp_path / "reject", "samples.jsonl")):
+        assert read_jsonl(out / "bad_records.jsonl") == [] and len(read_jsonl(out / name)) == len(records)
+
+
+def test_the_merging_rank_lists_what_other_ranks_skipped():
+    """Under a launcher, rank 0 gets the other ranks' skips as (id, field, reason): an image that did not
+    decode joins bad before scoring (as rank 0's own), an unanswered item after, once."""
+    from migrl.bad_records import BadRecords
+    from migrl.records import record_from_dict
+    from migrl.stages.generating import list_unanswered, take_reports
+
+    bad, unanswered = BadRecords("data.jsonl"), {"a": "HTTP 500"}
+    take_reports(bad, unanswered, [("b", "images", "cannot be decoded"), ("c", "server", "time-out")])
+    assert [(b.record, b.field) for b in bad.items] == [("b", "images")]
+    records = [record_from_dict({"id": i, "task": "region", "images": ["x.png"], "question": "q",
+                                "boxes": [{"image_index": 0, "bbox": [0, 0, 5, 5], "space": "pixels"}]}) for i in "abcc"]
+    list_unanswered(bad, records, unanswered)
+    assert [(b.record, b.field) for b in bad.items] == [("b", "images"), ("a", "server"), ("c", "server")]

@@ -127,13 +127,14 @@ def report_line(summary: dict[str, Any] | None, out_dir: str | Path | None) -> s
 def exit_code(summary: dict[str, Any] | None, out_dir: str | Path | None, env: Any = None) -> int:
     """Print the summary line on stderr; ``EXIT_SKIPPED`` when anything was skipped.
 
-    Under a launcher (torchrun, accelerate launch: WORLD_SIZE > 1) a rank exits 0 instead: the launcher
-    takes any non-zero exit for a crashed rank, stops the others and, with --max-restarts, starts the
-    finished job again. bad_records.jsonl says the same there."""
+    Under a launcher (torchrun, also of one process; accelerate launch of several) a rank exits 0 instead:
+    the launcher takes any non-zero exit for a crashed rank, stops the others and, with --max-restarts,
+    starts the finished job again. bad_records.jsonl lists the skipped records there as anywhere."""
     print(report_line(summary, out_dir), file=sys.stderr)
     if not (summary or {}).get("count"):
         return EXIT_OK
-    if int((os.environ if env is None else env).get("WORLD_SIZE") or 1) > 1:
+    env = os.environ if env is None else env
+    if int(env.get("WORLD_SIZE") or 1) > 1 or "TORCHELASTIC_RUN_ID" in env:  # torchrun sets it, even for 1 process
         print("(exit code 0, not 3: under a launcher a non-zero exit reads as a failed rank)", file=sys.stderr)
         return EXIT_OK
     return EXIT_SKIPPED

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from migrl.bad_records import EXIT_STRICT, exit_code
+from migrl.benchmarks import OptionError
 from migrl.run_identity import StaleRunError
 from migrl.boxes import Space
 from migrl.records import RecordError
@@ -81,6 +82,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from migrl.images import TINY_SIZING, ImageSizing
     from migrl.scoring.predictions import read_predictions
 
+    if args.category_map:
+        from migrl.benchmarks import check_category_map
+
+        check_category_map(args.benchmark, args.category_map)
     preds = read_predictions(args.predictions)
     bad = BadRecords(args.predictions, args.strict)
     for err in preds.errors:  # broken prediction lines: the text is scored as empty
@@ -433,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--expressions", required=True, help="meta_expressions_valid_.json")
     rv.add_argument("--masks", required=True, help="mask_dict.json")
     rv.add_argument("--frames", required=True, help="folder of the video frame folders")
-    rv.add_argument("--out", required=True, help="the items JSON to write (then: migrl eval/score --benchmark revos)")
+    rv.add_argument("--out", required=True, help="the items JSON to write (then: migrl eval/score --benchmark revos); "
+                    "bad_records.jsonl goes beside it, so give it a folder of its own")
     rv.set_defaults(func=cmd_revos_from_masks)
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
@@ -504,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as exc:  # --strict, or a file migrl wrote itself that is broken
         print(f"migrl: stopped at a bad record: {exc}", file=sys.stderr)
         return EXIT_STRICT
-    except StaleRunError as exc:  # --out holds another model's answers: nothing was generated
+    except (StaleRunError, OptionError) as exc:  # another run's log in --out, or an option that cannot work
         print(f"migrl: {exc}", file=sys.stderr)
         return 2
 

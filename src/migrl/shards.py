@@ -85,7 +85,7 @@ class ShardRun:
     log: AppendLog | None
     generated: int = 0  # rows this process added to its log
     merged: int = 0  # rows copied from shard logs into the stage's log
-    errors: list[str] = field(default_factory=list)  # errors the other ranks reported (rank 0 of a launch)
+    errors: list[Any] = field(default_factory=list)  # what the other ranks' generate returned (rank 0 of a launch)
 
 
 def shard_logs(path: Path) -> list[Path]:
@@ -117,7 +117,8 @@ def generate_sharded(
     """Run ``generate(items_to_do, log)`` for this shard and merge where this process should.
 
     ``generate`` skips items already in the log it is given (as every stage's generation does) and may
-    return a list of error strings for items that could not run. With ``identity`` (the model and
+    return a list of reports on items that could not run (any picklable values; under a launcher rank 0
+    gets the other ranks' in ``ShardRun.errors``). With ``identity`` (the model and
     settings that write the log) a log written by another run is refused, not resumed.
     """
     if identity is not None:
@@ -151,8 +152,8 @@ def generate_sharded(
 SHARD_WAIT = timedelta(days=2)
 
 
-def gather_when_all_done(errors: list[str]) -> list[list[str]]:
-    """Every rank's errors, once every rank got here (a gloo process group: no GPU needed)."""
+def gather_when_all_done(errors: list[Any]) -> list[list[Any]]:
+    """Every rank's reports (picklable), once every rank got here (a gloo process group: no GPU needed)."""
     import torch.distributed as dist
 
     owned = not dist.is_initialized()

@@ -7,6 +7,8 @@ MIG-Bench result contract plus the benchmark's own keys. Each module names the o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from migrl.benchmarks import blink, lisa, mc_bench, mmiu, odinw, ref_l4, revos
 from migrl.benchmarks.base import Benchmark
 
@@ -21,12 +23,25 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+class OptionError(ValueError):
+    """An option that cannot work, found before any work (the command exits 2, as for a wrong command line)."""
+
+
+def check_category_map(benchmark: str, category_map: str | Path) -> None:
+    """Before any generation: the option belongs to Ref-L4, and the file holds the table."""
+    if benchmark != "ref-l4":
+        raise OptionError(f"--category-map is Ref-L4's (its class-level average), not {benchmark!r}'s")
+    try:
+        ref_l4.read_category_map(category_map)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise OptionError(f"--category-map {category_map}: {exc}") from None
+
+
 def score_benchmark(name: str, data_path, predictions, coords, image_root=None, sizing=None, category_map=None) -> dict:
     """What ``migrl score --benchmark NAME`` should call; ``category_map``: Ref-L4's merge table (class average)."""
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}")
     if category_map is not None:
-        if name != "ref-l4":
-            raise ValueError(f"--category-map is Ref-L4's (its class-level average), not {name!r}'s")
+        check_category_map(name, category_map)
         return ref_l4.score(data_path, predictions, coords, image_root, sizing, category_map=category_map)
     return BENCHMARKS[name].score(data_path, predictions, coords, image_root, sizing)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,11 @@ def class_average(ious: list[float], categories: list[Any], table: dict[str, str
     for value, category in zip(ious, categories):
         per_class[table.get(category, category)].append(value)
 
-    def mean_over_classes(th: float) -> float:
-        return mean(100.0 * sum(v > th for v in vs) / len(vs) for vs in per_class.values())
+    def mean_over_classes(th: float) -> float:  # unrounded: the official code rounds only to print
+        return statistics.fmean(100.0 * sum(v > th for v in vs) / len(vs) for vs in per_class.values())
 
     return {"classes": len(per_class), "acc50": round(mean_over_classes(0.5), 2),
-            "macc": round(mean(mean_over_classes(th) for th in MACC_THRESHOLDS), 2)}
+            "macc": round(statistics.fmean(mean_over_classes(th) for th in MACC_THRESHOLDS), 2)}
 
 
 def _rows(path: Path) -> list[Any]:
@@ -183,6 +184,12 @@ def score(
     out["acc"] = {str(th): _acc(ious, th) for th in ACC_THRESHOLDS}
     out["macc"] = mean(_acc(ious, th) for th in MACC_THRESHOLDS) if ious else None
     out["size_acc50"] = {k: _acc(v, 0.5) for k, v in buckets.items()}
+    categories = [r.meta["ori_category_id"] for r in loaded.records]
     if table is not None and ious:
-        out["class_avg"] = class_average(ious, [r.meta["ori_category_id"] for r in loaded.records], table)
+        unnamed = sum(c is None for c in categories)
+        if unnamed:  # they would all fall into one class: a number that looks right and is not
+            out["class_avg"] = None
+            out.setdefault("errors", []).append(f"class average not computed: {unnamed} annotations have no ori_category_id")
+        else:
+            out["class_avg"] = class_average(ious, categories, table)
     return out

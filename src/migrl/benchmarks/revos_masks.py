@@ -20,6 +20,7 @@ file) are listed in ``bad_records.jsonl`` beside the output, with the reason.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def _item(video: str, exp_id: str, info: dict[str, Any], masks: dict[str, Any], 
     for f in picked:
         try:
             boxes.append(union_box([masks[str(a)][f] for a in anno_ids]))
-        except (IndexError, TypeError, KeyError, ValueError) as exc:
+        except (IndexError, TypeError, KeyError, ValueError, AttributeError) as exc:  # not an RLE
             raise RecordError(where, "anno_id", f"mask of frame {f} unreadable: {exc}") from None
     if boxes[TARGET] is None:
         raise RecordError(where, "anno_id", f"no mask on the grounded frame ({frames[picked[TARGET]]!r})")
@@ -83,12 +84,23 @@ def _item(video: str, exp_id: str, info: dict[str, Any], masks: dict[str, Any], 
             listing[video] = sorted_frames(root / video)
         except (OSError, ValueError) as exc:
             raise RecordError(where, "video", f"cannot list the frames of {str(root / video)!r}: {exc}") from None
-    position = {Path(name).stem: i for i, name in enumerate(listing[video])}
-    absent = [frames[f] for f in picked if str(frames[f]) not in position]
-    if absent:
+    at = [_file_index(listing[video], frames[f]) for f in picked]
+    if None in at:
+        absent = [frames[f] for f, i in zip(picked, at) if i is None]
         raise RecordError(where, "frames", f"frame files {absent} not in {str(root / video)!r}")
-    return {"video_id": video, "frames": [position[str(frames[f])] for f in picked], "question": exp.get("exp", ""),
+    return {"video_id": video, "frames": at, "question": exp.get("exp", ""),
             "bbox_list": [b if b is not None else EMPTY for b in boxes], "exp_id": exp_id}
+
+
+def _file_index(files: list[str], frame: Any) -> int | None:
+    """Where frame id ``frame`` ("00012", or 12) is among the numerically sorted frame files."""
+    stems = [Path(name).stem for name in files]
+    if str(frame) in stems:
+        return stems.index(str(frame))
+    if isinstance(frame, int) or str(frame).isdigit():  # an integer id: the file's number (sorted_frames' key)
+        numbers = [int(re.findall(r"\d+", s)[0]) for s in stems]
+        return numbers.index(int(frame)) if int(frame) in numbers else None
+    return None
 
 
 def build(expressions: str | Path, masks: str | Path, frames_root: str | Path, out: str | Path) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class OpenAITeacher:
     def identity(self) -> dict[str, Any]:
         """The served model and the sampling settings: the servers' addresses may change between runs."""
         return {"teacher": f"served:{self.engine.config.model}", "coords": self.coords.value,
+                "pixels": [self.sizing.min_pixels, self.sizing.max_pixels],
                 "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
 
     @classmethod
@@ -99,10 +100,15 @@ class HFTeacher:
     temperature: float = 0.7
     max_new_tokens: int = 1024
     chunk: int = 64
-    fingerprint: str = ""  # the model folder's (run_identity.model_fingerprint)
+    fingerprint: str = ""  # the model folder's (run_identity.model_fingerprint); found from the model when empty
 
     def identity(self) -> dict[str, Any]:
+        from migrl.run_identity import model_fingerprint
+
+        if not self.fingerprint:
+            self.fingerprint = model_fingerprint(self.engine.model.config._name_or_path)
         return {"teacher": f"hf:{self.fingerprint}", "coords": self.coords.value,
+                "pixels": [self.sizing.min_pixels, self.sizing.max_pixels],
                 "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
 
     @classmethod

@@ -30,7 +30,7 @@ from migrl.records import Record, data_root, load_records
 from migrl.run_identity import generator_identity
 from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
-from migrl.stages.generating import generate_missing, list_unanswered, unanswered_messages
+from migrl.stages.generating import Skip, generate_missing, list_unanswered, messages, take_reports
 
 
 @dataclass
@@ -109,6 +109,10 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
     sizing = ImageSizing.from_processor(processor)
+    if cfg.category_map:
+        from migrl.benchmarks import check_category_map
+
+        check_category_map(cfg.benchmark, cfg.category_map)
     loaded, bad, root = load_items(cfg)
     records = select(loaded, cfg.limit_per_task)
     n_load_errors = len(bad)  # their ids may be good records' (a duplicate id): not to be unscored
@@ -119,21 +123,24 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
     unanswered: dict[str, str] = {}
 
-    def generate(todo: list[Record], log: AppendLog) -> list[str]:
-        skipped = generate_missing(engine, todo, log, params, lambda r: request_for(r, root, cfg.cot),
-                                   lambda r, texts: {"id": r.id, "text": texts[0]}, bad, unanswered, cfg.chunk, desc="eval")
-        return skipped + unanswered_messages(unanswered)
+    skipped: list[Skip] = []
+
+    def generate(todo: list[Record], log: AppendLog) -> list[Skip]:
+        skipped.extend(generate_missing(engine, todo, log, params, lambda r: request_for(r, root, cfg.cot),
+                                        lambda r, texts: {"id": r.id, "text": texts[0]}, bad, unanswered, cfg.chunk, desc="eval"))
+        return skipped
 
     identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark)
     run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate, identity=identity)
     if run.log is None:
-        return shard_result(run, unanswered_messages(unanswered))
+        return shard_result(run, messages(skipped))
+    take_reports(bad, unanswered, run.errors)
     predictions = {rid: row["text"] for rid, row in run.log.rows.items()}
-    skipped = {b.record for b in bad.items[n_load_errors:]}
-    scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in skipped]
+    unscored = {b.record for b in bad.items[n_load_errors:]}
+    scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in unscored]
     scores = score_items(cfg, scored, predictions, root, sizing)
     list_unanswered(bad, runnable, unanswered)  # after scoring: an unanswered item counts as wrong
-    scores["record_errors"] = [str(b) for b in bad.items] + run.errors
+    scores["record_errors"] = [str(b) for b in bad.items]
     scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)
     return scores

@@ -19,6 +19,7 @@ from migrl.jsonl import AppendLog
 from migrl.records import Record
 
 SERVER_FIELD = "server"
+Skip = tuple[str, str, str]  # record id, field, reason: what a rank reports to the merging rank
 
 
 def generate_missing(
@@ -32,10 +33,11 @@ def generate_missing(
     unanswered: dict[str, str],
     chunk: int = 64,
     desc: str = "generate",
-) -> list[str]:
+) -> list[Skip]:
     """Generate for the records not in ``log``; ``row(record, completions)`` is what gets logged.
-    Returns the messages of the records skipped here (a rank sends them to the merging rank)."""
-    skipped: list[str] = []
+    Returns what was skipped here, images that do not decode (already in ``bad``) and items no server
+    answered (in ``unanswered``), for the merging rank."""
+    skipped: list[Skip] = []
     todo = [r for r in records if r.id not in log]
     bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="item")
     for start in range(0, len(todo), chunk):
@@ -45,7 +47,8 @@ def generate_missing(
                 requests.append(request(r))
                 part.append(r)
             except ImageError as exc:  # decoding fails where the header read well (a truncated file)
-                skipped.append(bad.add(r, "images", exc))
+                bad.add(r, "images", exc)
+                skipped.append((r.id, "images", str(exc)))
                 bar.update(1)
 
         def save(indices: list[int], outs: list[list[str]]) -> None:
@@ -55,17 +58,31 @@ def generate_missing(
         engine.generate(requests, params, on_batch=save)
         for i, reason in getattr(engine, "failures", {}).items():
             unanswered[part[i].id] = reason
+            skipped.append((part[i].id, SERVER_FIELD, reason))
             bar.update(1)
     bar.close()
     return skipped
 
 
-def unanswered_messages(unanswered: dict[str, str]) -> list[str]:
-    return [f"record {rid}: no answer from the server: {reason}" for rid, reason in unanswered.items()]
+def messages(skipped: list[Skip]) -> list[str]:
+    """For a shard's own summary (the merging run lists them in bad_records.jsonl)."""
+    return [f"record {rid}: {field}: {reason}" for rid, field, reason in skipped]
+
+
+def take_reports(bad: BadRecords, unanswered: dict[str, str], reports: list[Skip]) -> None:
+    """On the merging rank: the other ranks' undecodable images into ``bad`` (before scoring, as this
+    rank's own), their unanswered items into ``unanswered``."""
+    for rid, field, reason in reports:
+        if field == SERVER_FIELD:
+            unanswered[rid] = reason
+        else:
+            bad.add(rid, field, reason, stops=False)
 
 
 def list_unanswered(bad: BadRecords, records: Iterable[Record], unanswered: dict[str, str]) -> None:
-    """The records a server never answered, into ``bad`` (not the input's fault: --strict goes on)."""
+    """The records a server never answered, into ``bad`` once (not the input's fault: --strict goes on)."""
+    listed: set[str] = set()
     for r in records:
-        if r.id in unanswered:
+        if r.id in unanswered and r.id not in listed:
+            listed.add(r.id)
             bad.add(r, SERVER_FIELD, f"no answer from the server: {unanswered[r.id]}; a rerun asks again", stops=False)

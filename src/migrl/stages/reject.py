@@ -31,7 +31,7 @@ from migrl.rewards import is_correct, target_in_model_space
 from migrl.run_identity import generator_identity
 from migrl.shards import Shard, generate_sharded, rank_device
 from migrl.stages.evaluate import request_for
-from migrl.stages.generating import generate_missing, list_unanswered, unanswered_messages
+from migrl.stages.generating import Skip, generate_missing, list_unanswered, messages, take_reports
 
 
 @dataclass
@@ -98,20 +98,23 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
     unanswered: dict[str, str] = {}
 
-    def generate(todo: list[Record], log: AppendLog) -> list[str]:
-        skipped = generate_missing(engine, todo, log, params, lambda r: request_for(r, root),
-                                   lambda r, samples: {"id": r.id, "samples": samples}, bad, unanswered, cfg.chunk, desc="reject")
-        return skipped + unanswered_messages(unanswered)
+    skipped: list[Skip] = []
+
+    def generate(todo: list[Record], log: AppendLog) -> list[Skip]:
+        skipped.extend(generate_missing(engine, todo, log, params, lambda r: request_for(r, root),
+                                        lambda r, samples: {"id": r.id, "samples": samples}, bad, unanswered, cfg.chunk, desc="reject"))
+        return skipped
 
     identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
     run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate, identity=identity)
     if run.log is None:
         from migrl.stages.evaluate import shard_result
 
-        return shard_result(run, unanswered_messages(unanswered))
+        return shard_result(run, messages(skipped))
+    take_reports(bad, unanswered, run.errors)
     kept, stats, _ = summarize(records, run.log, root, Space(cfg.coords), sizing, bad=bad)
     list_unanswered(bad, records, unanswered)
-    stats["errors"] = [str(b) for b in bad.items] + run.errors
+    stats["errors"] = [str(b) for b in bad.items]
     stats["bad_records"] = bad.finish(out)
     write_jsonl_atomic(out / "rl.jsonl", kept)
     write_json_atomic(out / "stats.json", stats)

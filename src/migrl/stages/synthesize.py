@@ -154,7 +154,9 @@ def synthesize(
         teacher.sample(todo, root, cfg.k, save)
         bar.close()
 
-    identity = {**teacher.identity(), "k": cfg.k}
+    # A teacher written for an older migrl may lack identity(): then its class name stands for it.
+    own = getattr(teacher, "identity", None)
+    identity = {**(own() if own else {"teacher": type(teacher).__name__}), "k": cfg.k}
     run = generate_sharded(Shard.resolve(cfg.shard), out / "answers.jsonl", records, ask, identity=identity)
     if run.log is None:  # a shard that only asks: the merging run builds sft.jsonl and stats.json
         from migrl.stages.evaluate import shard_result
