@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,6 +135,29 @@ def test_torchrun_ranks_share_the_items_and_rank_0_merges(world_test, reference,
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == len(predictions) and {r["id"]: r["text"] for r in rows} == predictions
     assert json.loads((out / "scores.json").read_text())["tasks"] == scores["tasks"]
+
+
+@pytest.mark.slow
+def test_torchrun_rank_1s_undecodable_image_is_listed_by_rank_0_and_the_run_exits_0(world_test, tmp_path):
+    """A picture whose header reads but whose data is cut off fails on the rank that decodes it (rank 1
+    here); rank 0 lists it in bad_records.jsonl and leaves it out of the scores as a one-process run
+    would, and the launcher sees exit 0 (exit 3 reads as a crashed rank to torchrun)."""
+    data_dir = tmp_path / "world"
+    shutil.copytree(world_test.parent, data_dir)
+    data = data_dir / world_test.name
+    rows = read_jsonl(data)[:6]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    victim = rows[1]  # rank 1 of 2 takes the items 1, 3, 5
+    picture = data_dir / victim["images"][0]
+    picture.write_bytes(picture.read_bytes()[: picture.stat().st_size // 2])
+    out = tmp_path / "eval"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "migrl.cli"]
+    run(launcher + eval_cmd(data, out)[3:])
+    (row,) = read_jsonl(out / "bad_records.jsonl")
+    assert row["record"] == victim["id"] and row["field"] == "images" and "cannot be decoded" in row["reason"]
+    assert victim["id"] not in ids(Shard(1, 2).log_path(out / "predictions.jsonl"))
+    scores = json.loads((out / "scores.json").read_text())
+    assert sum(total for _, total in scores["counts"].values()) == len(rows) - 1
 
 
 def test_synthesize_shards_merge_to_the_unsharded_result(world_test, tmp_path):
