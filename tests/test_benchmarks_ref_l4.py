@@ -138,3 +138,15 @@ def test_a_wrong_category_map_stops_eval_before_any_generation(tmp_path, capsys)
     assert "no `mapping_dict" in capsys.readouterr().err and not (out / "predictions.jsonl").exists()
     assert main(["score", "--benchmark", "lisa", "--data", str(path), "--predictions", str(other),
                  "--category-map", str(other)]) == 2
+
+
+def test_the_report_shows_the_class_average_when_scored_with_the_table(tmp_path):
+    from migrl.report.build import Run, score_table
+
+    path, evaluation = _classes_bench(tmp_path)
+    preds = {"000000": '{"bbox_2d": [0, 0, 100, 100]}'}
+    with_table = Run("rl", tmp_path, score(path, preds, Space.PIXELS, category_map=evaluation))
+    without = Run("base", tmp_path, score(path, preds, Space.PIXELS))
+    rows = {row[0]: row[2:] for row in score_table([without, with_table], {}, "ref-l4").rows}
+    assert rows["class average"] == ["-", "16.67"]  # o365_56: 1 of 3, refcoco_99: 0 of 2
+    assert "class average" not in {row[0] for row in score_table([without], {}, "ref-l4").rows}

@@ -97,6 +97,8 @@ def score_table(runs: list[Run], domains: dict[str, str], benchmark: str = "worl
     # the ID / OOD means exist for MIG-Bench's split (and the world's); elsewhere "id_avg" is just the mean
     for key, name in AVERAGES if benchmark in ("world", MIG_BENCH) else AVERAGES[-1:]:
         rows.append([name, ""] + [_number(run.scores.get(key)) for run in runs])
+    if any(run.scores.get("class_avg") for run in runs):  # Ref-L4 scored with its category table
+        rows.append(["class average", ""] + [_number((run.scores.get("class_avg") or {}).get("acc50")) for run in runs])
     return Table(SCORE_TITLES.get(benchmark, SCORE_TITLES["world"]), ["task", "domain"] + [r.label for r in runs], rows)
 
 
