@@ -7,6 +7,7 @@ batched path with one new token (prompts and pictures through the model, no deco
 time over that is the most any decoder could reach on these items, the ``ceiling`` line.
 
     .venv/bin/python bench/eval_throughput.py [--items 60] [--batch-size 64] [--max-new-tokens 128] [--model DIR]
+        [--device cuda --dtype bfloat16]   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help="default: migrl eval's")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,7 +42,8 @@ def main() -> None:
         path = write_split(tmp, "test", max(1, args.items // 10), seed=123)
         records = select(read_records(path), 0)[: args.items]
         requests = [request_for(r, data_root(path)) for r in records]
-        model, processor = load_model(args.model, dtype=torch.float32), load_processor(args.model)
+        model = load_model(args.model, dtype=getattr(torch, args.dtype), device=args.device)
+        processor = load_processor(args.model)
         engine = HFEngine(model, processor, batch_size=args.batch_size)
         params = SamplingParams(max_new_tokens=args.max_new_tokens)
         engine.generate(requests[:4], params)  # warm-up, both paths share it
@@ -58,7 +62,8 @@ def main() -> None:
 
     same = sum(a == b for a, b in zip(single, batched))
     n = len(requests)
-    print(f"items={n} threads={torch.get_num_threads()} batch_size={args.batch_size} max_new_tokens={args.max_new_tokens}")
+    print(f"items={n} device={args.device} dtype={args.dtype} threads={torch.get_num_threads()} "
+          f"batch_size={args.batch_size} max_new_tokens={args.max_new_tokens}")
     print(f"per-sample: {t_single:.1f} s, {n / t_single:.2f} items/s")
     print(f"batched:    {t_batched:.1f} s, {n / t_batched:.2f} items/s")
     print(f"batched, prefill alone: {t_prefill:.1f} s (ceiling with free decoding: {t_single / t_prefill:.2f})")
