@@ -33,6 +33,10 @@ EXIT_SKIPPED = 3  # the run finished, some records were skipped: see bad_records
 EXIT_STRICT = 4  # --strict: stopped at the first bad record (printed), outputs not finished
 
 
+class OptionError(ValueError):
+    """An option that cannot work, found before any work (the command exits 2, as for a wrong command line)."""
+
+
 class BadRecords:
     """The skipped records of one stage run; ``file`` is the records file they come from."""
 

@@ -7,11 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from migrl.bad_records import EXIT_STRICT, exit_code
-from migrl.benchmarks import OptionError
-from migrl.run_identity import StaleRunError
+from migrl.bad_records import EXIT_STRICT, OptionError, exit_code
 from migrl.boxes import Space
 from migrl.records import RecordError
+from migrl.run_identity import StaleRunError
 
 # Real benchmarks scored by ``migrl score`` besides mig-bench and the world (migrl.benchmarks).
 BENCHMARK_NAMES = ("mc-bench", "lisa", "ref-l4", "revos", "odinw", "blink", "mmiu")

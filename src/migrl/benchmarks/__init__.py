@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from migrl.bad_records import OptionError
 from migrl.benchmarks import blink, lisa, mc_bench, mmiu, odinw, ref_l4, revos
 from migrl.benchmarks.base import Benchmark
 
@@ -23,14 +24,14 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-class OptionError(ValueError):
-    """An option that cannot work, found before any work (the command exits 2, as for a wrong command line)."""
+def _category_map_is_ref_l4s(benchmark: str) -> None:
+    if benchmark != "ref-l4":
+        raise OptionError(f"--category-map is Ref-L4's (its class-level average), not {benchmark!r}'s")
 
 
 def check_category_map(benchmark: str, category_map: str | Path) -> None:
     """Before any generation: the option belongs to Ref-L4, and the file holds the table."""
-    if benchmark != "ref-l4":
-        raise OptionError(f"--category-map is Ref-L4's (its class-level average), not {benchmark!r}'s")
+    _category_map_is_ref_l4s(benchmark)
     try:
         ref_l4.read_category_map(category_map)
     except (OSError, ValueError, SyntaxError) as exc:
@@ -42,6 +43,6 @@ def score_benchmark(name: str, data_path, predictions, coords, image_root=None, 
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}")
     if category_map is not None:
-        check_category_map(name, category_map)
+        _category_map_is_ref_l4s(name)  # the table itself is read (and checked) by the scorer
         return ref_l4.score(data_path, predictions, coords, image_root, sizing, category_map=category_map)
     return BENCHMARKS[name].score(data_path, predictions, coords, image_root, sizing)

@@ -184,8 +184,8 @@ def score(
     out["acc"] = {str(th): _acc(ious, th) for th in ACC_THRESHOLDS}
     out["macc"] = mean(_acc(ious, th) for th in MACC_THRESHOLDS) if ious else None
     out["size_acc50"] = {k: _acc(v, 0.5) for k, v in buckets.items()}
-    categories = [r.meta["ori_category_id"] for r in loaded.records]
     if table is not None and ious:
+        categories = [r.meta["ori_category_id"] for r in loaded.records]
         unnamed = sum(c is None for c in categories)
         if unnamed:  # they would all fall into one class: a number that looks right and is not
             out["class_avg"] = None
