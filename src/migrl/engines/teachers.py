@@ -59,10 +59,8 @@ class OpenAITeacher:
     max_new_tokens: int = 1024
 
     def identity(self) -> dict[str, Any]:
-        """The served model and the sampling settings: the servers' addresses may change between runs."""
-        return {"teacher": f"served:{self.engine.config.model}", "coords": self.coords.value,
-                "pixels": [self.sizing.min_pixels, self.sizing.max_pixels],
-                "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
+        """The served model (the servers' addresses may change between runs) and the sampling settings."""
+        return _identity(f"served:{self.engine.config.model}", self)
 
     @classmethod
     def from_args(cls, args: Any, sizing: ImageSizing) -> "OpenAITeacher":
@@ -100,27 +98,21 @@ class HFTeacher:
     temperature: float = 0.7
     max_new_tokens: int = 1024
     chunk: int = 64
-    fingerprint: str = ""  # the model folder's (run_identity.model_fingerprint); found from the model when empty
 
     def identity(self) -> dict[str, Any]:
+        """The model folder's fingerprint (its weights, wherever it was loaded from) and the sampling settings."""
         from migrl.run_identity import model_fingerprint
 
-        if not self.fingerprint:
-            self.fingerprint = model_fingerprint(self.engine.model.config._name_or_path)
-        return {"teacher": f"hf:{self.fingerprint}", "coords": self.coords.value,
-                "pixels": [self.sizing.min_pixels, self.sizing.max_pixels],
-                "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
+        return _identity(f"hf:{model_fingerprint(self.engine.model.config._name_or_path)}", self)
 
     @classmethod
     def from_args(cls, args: Any) -> "HFTeacher":
-        from migrl.models.loading import load_model, load_processor, resolve_model_path
-        from migrl.run_identity import model_fingerprint
+        from migrl.models.loading import load_model, load_processor
 
         processor = load_processor(args.teacher_model or None)
         model = load_model(args.teacher_model or None)
         engine = HFEngine(model, processor, batch_size=args.concurrency)
-        return cls(engine, ImageSizing.from_processor(processor), Space(args.teacher_coords), args.temperature,
-                   args.max_new_tokens, fingerprint=model_fingerprint(resolve_model_path(args.teacher_model or None)))
+        return cls(engine, ImageSizing.from_processor(processor), Space(args.teacher_coords), args.temperature, args.max_new_tokens)
 
     def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
         records = readable(records, root, on_result)
@@ -136,3 +128,9 @@ class HFTeacher:
                     on_result(record, Failure(str(exc), field="images"))
             self.engine.generate(requests, params,
                                  on_batch=lambda idx, outs: [on_result(part[i], o) for i, o in zip(idx, outs)])
+
+
+def _identity(who: str, teacher: "OpenAITeacher | HFTeacher") -> dict[str, Any]:
+    """What decides a model teacher's text besides the model: its space, image setting and sampling."""
+    return {"teacher": who, "coords": teacher.coords.value, "pixels": [teacher.sizing.min_pixels, teacher.sizing.max_pixels],
+            "temperature": teacher.temperature, "max_new_tokens": teacher.max_new_tokens}
