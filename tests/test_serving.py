@@ -231,12 +231,13 @@ def test_the_merging_rank_lists_what_other_ranks_skipped():
     decode joins bad before scoring (as rank 0's own), an unanswered item after, once."""
     from migrl.bad_records import BadRecords
     from migrl.records import record_from_dict
-    from migrl.stages.generating import list_unanswered, take_reports
+    from migrl.stages.generating import Generation
 
-    bad, unanswered = BadRecords("data.jsonl"), {"a": "HTTP 500"}
-    take_reports(bad, unanswered, [("b", "images", "cannot be decoded"), ("c", "server", "time-out")])
+    bad = BadRecords("data.jsonl")
+    generation = Generation(None, SamplingParams(), None, None, bad, unanswered={"a": "HTTP 500"})
+    generation.take_reports([("b", "images", "cannot be decoded"), ("c", "server", "time-out")])
     assert [(b.record, b.field) for b in bad.items] == [("b", "images")]
     records = [record_from_dict({"id": i, "task": "region", "images": ["x.png"], "question": "q",
                                 "boxes": [{"image_index": 0, "bbox": [0, 0, 5, 5], "space": "pixels"}]}) for i in "abcc"]
-    list_unanswered(bad, records, unanswered)
+    generation.list_unanswered(records)
     assert [(b.record, b.field) for b in bad.items] == [("b", "images"), ("a", "server"), ("c", "server")]

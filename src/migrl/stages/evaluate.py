@@ -24,13 +24,13 @@ from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, Request, SamplingParams
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageSizing, load_image, resolve_image_path
-from migrl.jsonl import AppendLog, write_json_atomic
+from migrl.jsonl import write_json_atomic
 from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records
 from migrl.run_identity import generator_identity
 from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
-from migrl.stages.generating import Skip, generate_missing, list_unanswered, messages, take_reports
+from migrl.stages.generating import Generation
 
 
 @dataclass
@@ -121,25 +121,18 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     out = Path(cfg.out)
     engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
-    unanswered: dict[str, str] = {}
-
-    skipped: list[Skip] = []
-
-    def generate(todo: list[Record], log: AppendLog) -> list[Skip]:
-        skipped.extend(generate_missing(engine, todo, log, params, lambda r: request_for(r, root, cfg.cot),
-                                        lambda r, texts: {"id": r.id, "text": texts[0]}, bad, unanswered, cfg.chunk, desc="eval"))
-        return skipped
-
+    generation = Generation(engine, params, lambda r: request_for(r, root, cfg.cot),
+                            lambda r, texts: {"id": r.id, "text": texts[0]}, bad, cfg.chunk, desc="eval")
     identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark)
-    run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generate, identity=identity)
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generation, identity=identity)
     if run.log is None:
-        return shard_result(run, messages(skipped))
-    take_reports(bad, unanswered, run.errors)
+        return shard_result(run, generation.messages())
+    generation.take_reports(run.errors)
     predictions = {rid: row["text"] for rid, row in run.log.rows.items()}
     unscored = {b.record for b in bad.items[n_load_errors:]}
     scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in unscored]
     scores = score_items(cfg, scored, predictions, root, sizing)
-    list_unanswered(bad, runnable, unanswered)  # after scoring: an unanswered item counts as wrong
+    generation.list_unanswered(runnable)  # after scoring: an unanswered item counts as wrong
     scores["record_errors"] = [str(b) for b in bad.items]
     scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)

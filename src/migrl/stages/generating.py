@@ -8,6 +8,7 @@ kept in ``unanswered`` so the stage can list it in ``bad_records.jsonl`` (field 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from tqdm import tqdm
@@ -22,67 +23,67 @@ SERVER_FIELD = "server"
 Skip = tuple[str, str, str]  # record id, field, reason: what a rank reports to the merging rank
 
 
-def generate_missing(
-    engine: Any,
-    records: list[Record],
-    log: AppendLog,
-    params: SamplingParams,
-    request: Callable[[Record], Request],
-    row: Callable[[Record, list[str]], dict[str, Any]],
-    bad: BadRecords,
-    unanswered: dict[str, str],
-    chunk: int = 64,
-    desc: str = "generate",
-) -> list[Skip]:
-    """Generate for the records not in ``log``; ``row(record, completions)`` is what gets logged.
-    Returns what was skipped here, images that do not decode (already in ``bad``) and items no server
-    answered (in ``unanswered``), for the merging rank."""
-    skipped: list[Skip] = []
-    todo = [r for r in records if r.id not in log]
-    bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="item")
-    for start in range(0, len(todo), chunk):
-        part, requests = [], []
-        for r in todo[start : start + chunk]:
-            try:
-                requests.append(request(r))
-                part.append(r)
-            except ImageError as exc:  # decoding fails where the header read well (a truncated file)
-                bad.add(r, "images", exc)
-                skipped.append((r.id, "images", str(exc)))
+@dataclass
+class Generation:
+    """A stage's ``generate`` for ``generate_sharded``, and what it skipped: images that do not decode
+    (into ``bad`` at once) and items no server answered (``unanswered``; listed after scoring), both
+    kept as ``Skip`` reports for the merging rank."""
+
+    engine: Any
+    params: SamplingParams
+    request: Callable[[Record], Request]
+    row: Callable[[Record, list[str]], dict[str, Any]]  # what gets logged for a record's completions
+    bad: BadRecords
+    chunk: int = 64
+    desc: str = "generate"
+    unanswered: dict[str, str] = field(default_factory=dict)
+    skipped: list[Skip] = field(default_factory=list)
+
+    def __call__(self, records: list[Record], log: AppendLog) -> list[Skip]:
+        """Generate for the records not in ``log``; returns this process's skips so far."""
+        todo = [r for r in records if r.id not in log]
+        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=self.desc, unit="item")
+        for start in range(0, len(todo), self.chunk):
+            part, requests = [], []
+            for r in todo[start : start + self.chunk]:
+                try:
+                    requests.append(self.request(r))
+                    part.append(r)
+                except ImageError as exc:  # decoding fails where the header read well (a truncated file)
+                    self.bad.add(r, "images", exc)
+                    self.skipped.append((r.id, "images", str(exc)))
+                    bar.update(1)
+
+            def save(indices: list[int], outs: list[list[str]]) -> None:
+                log.append(self.row(part[i], o) for i, o in zip(indices, outs))
+                bar.update(len(indices))
+
+            self.engine.generate(requests, self.params, on_batch=save)
+            for i, reason in getattr(self.engine, "failures", {}).items():
+                self.unanswered[part[i].id] = reason
+                self.skipped.append((part[i].id, SERVER_FIELD, reason))
                 bar.update(1)
+        bar.close()
+        return self.skipped
 
-        def save(indices: list[int], outs: list[list[str]]) -> None:
-            log.append(row(part[i], o) for i, o in zip(indices, outs))
-            bar.update(len(indices))
+    def messages(self) -> list[str]:
+        """For a shard's own summary (the merging run lists them in bad_records.jsonl)."""
+        return [f"record {rid}: {field}: {reason}" for rid, field, reason in self.skipped]
 
-        engine.generate(requests, params, on_batch=save)
-        for i, reason in getattr(engine, "failures", {}).items():
-            unanswered[part[i].id] = reason
-            skipped.append((part[i].id, SERVER_FIELD, reason))
-            bar.update(1)
-    bar.close()
-    return skipped
+    def take_reports(self, reports: list[Skip]) -> None:
+        """On the merging rank: the other ranks' undecodable images into ``bad`` (before scoring, as this
+        rank's own), their unanswered items into ``unanswered``."""
+        for rid, field_name, reason in reports:
+            if field_name == SERVER_FIELD:
+                self.unanswered[rid] = reason
+            else:
+                self.bad.add(rid, field_name, reason, stops=False)
 
-
-def messages(skipped: list[Skip]) -> list[str]:
-    """For a shard's own summary (the merging run lists them in bad_records.jsonl)."""
-    return [f"record {rid}: {field}: {reason}" for rid, field, reason in skipped]
-
-
-def take_reports(bad: BadRecords, unanswered: dict[str, str], reports: list[Skip]) -> None:
-    """On the merging rank: the other ranks' undecodable images into ``bad`` (before scoring, as this
-    rank's own), their unanswered items into ``unanswered``."""
-    for rid, field, reason in reports:
-        if field == SERVER_FIELD:
-            unanswered[rid] = reason
-        else:
-            bad.add(rid, field, reason, stops=False)
-
-
-def list_unanswered(bad: BadRecords, records: Iterable[Record], unanswered: dict[str, str]) -> None:
-    """The records a server never answered, into ``bad`` once (not the input's fault: --strict goes on)."""
-    listed: set[str] = set()
-    for r in records:
-        if r.id in unanswered and r.id not in listed:
-            listed.add(r.id)
-            bad.add(r, SERVER_FIELD, f"no answer from the server: {unanswered[r.id]}; a rerun asks again", stops=False)
+    def list_unanswered(self, records: Iterable[Record]) -> None:
+        """The records a server never answered, into ``bad`` once (not the input's fault: --strict goes on)."""
+        listed: set[str] = set()
+        for r in records:
+            if r.id in self.unanswered and r.id not in listed:
+                listed.add(r.id)
+                reason = f"no answer from the server: {self.unanswered[r.id]}; a rerun asks again"
+                self.bad.add(r, SERVER_FIELD, reason, stops=False)

@@ -31,7 +31,7 @@ from migrl.rewards import is_correct, target_in_model_space
 from migrl.run_identity import generator_identity
 from migrl.shards import Shard, generate_sharded, rank_device
 from migrl.stages.evaluate import request_for
-from migrl.stages.generating import Skip, generate_missing, list_unanswered, messages, take_reports
+from migrl.stages.generating import Generation
 
 
 @dataclass
@@ -96,24 +96,17 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     out = Path(cfg.out)
     engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
-    unanswered: dict[str, str] = {}
-
-    skipped: list[Skip] = []
-
-    def generate(todo: list[Record], log: AppendLog) -> list[Skip]:
-        skipped.extend(generate_missing(engine, todo, log, params, lambda r: request_for(r, root),
-                                        lambda r, samples: {"id": r.id, "samples": samples}, bad, unanswered, cfg.chunk, desc="reject"))
-        return skipped
-
+    generation = Generation(engine, params, lambda r: request_for(r, root),
+                            lambda r, samples: {"id": r.id, "samples": samples}, bad, cfg.chunk, desc="reject")
     identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
-    run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generate, identity=identity)
+    run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generation, identity=identity)
     if run.log is None:
         from migrl.stages.evaluate import shard_result
 
-        return shard_result(run, messages(skipped))
-    take_reports(bad, unanswered, run.errors)
+        return shard_result(run, generation.messages())
+    generation.take_reports(run.errors)
     kept, stats, _ = summarize(records, run.log, root, Space(cfg.coords), sizing, bad=bad)
-    list_unanswered(bad, records, unanswered)
+    generation.list_unanswered(records)
     stats["errors"] = [str(b) for b in bad.items]
     stats["bad_records"] = bad.finish(out)
     write_jsonl_atomic(out / "rl.jsonl", kept)
