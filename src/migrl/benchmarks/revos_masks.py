@@ -59,7 +59,7 @@ def _as_rle(rle: dict[str, Any]) -> dict[str, Any]:
 
 
 def _item(video: str, exp_id: str, info: dict[str, Any], masks: dict[str, Any], root: Path,
-          listing: dict[str, list[str]]) -> dict[str, Any]:
+          listing: dict[str, dict[str | int, int]]) -> dict[str, Any]:
     where, exp = f"{video}/{exp_id}", info["expressions"][exp_id]
     frames = info.get("frames")
     if not isinstance(frames, list) or len(frames) < N_FRAMES:
@@ -81,10 +81,10 @@ def _item(video: str, exp_id: str, info: dict[str, Any], masks: dict[str, Any], 
         raise RecordError(where, "anno_id", f"no mask on the grounded frame ({frames[picked[TARGET]]!r})")
     if video not in listing:
         try:
-            listing[video] = sorted_frames(root / video)
+            listing[video] = _frame_positions(root / video)
         except (OSError, ValueError) as exc:
             raise RecordError(where, "video", f"cannot list the frames of {str(root / video)!r}: {exc}") from None
-    at = [_file_index(listing[video], frames[f]) for f in picked]
+    at = [_position(listing[video], frames[f]) for f in picked]
     if None in at:
         absent = [frames[f] for f, i in zip(picked, at) if i is None]
         raise RecordError(where, "frames", f"frame files {absent} not in {str(root / video)!r}")
@@ -92,14 +92,23 @@ def _item(video: str, exp_id: str, info: dict[str, Any], masks: dict[str, Any], 
             "bbox_list": [b if b is not None else EMPTY for b in boxes], "exp_id": exp_id}
 
 
-def _file_index(files: list[str], frame: Any) -> int | None:
-    """Where frame id ``frame`` ("00012", or 12) is among the numerically sorted frame files."""
-    stems = [Path(name).stem for name in files]
-    if str(frame) in stems:
-        return stems.index(str(frame))
-    if isinstance(frame, int) or str(frame).isdigit():  # an integer id: the file's number (sorted_frames' key)
-        numbers = [int(re.findall(r"\d+", s)[0]) for s in stems]
-        return numbers.index(int(frame)) if int(frame) in numbers else None
+def _frame_positions(video_dir: Path) -> dict[str | int, int]:
+    """Each frame file's index among the numerically sorted ones (``sorted_frames``), by its name's stem
+    ("00012") and by its number (12, the first file with it), once per video."""
+    positions: dict[str | int, int] = {}
+    for i, name in enumerate(sorted_frames(video_dir)):
+        stem = Path(name).stem
+        positions[stem] = i
+        positions.setdefault(int(re.findall(r"\d+", stem)[0]), i)
+    return positions
+
+
+def _position(positions: dict[str | int, int], frame: Any) -> int | None:
+    """Where frame id ``frame`` ("00012", or the integer 12) is: by name first, else by number."""
+    if str(frame) in positions:
+        return positions[str(frame)]
+    if isinstance(frame, int) or str(frame).isdigit():
+        return positions.get(int(frame))
     return None
 
 
@@ -110,7 +119,7 @@ def build(expressions: str | Path, masks: str | Path, frames_root: str | Path, o
     root, out = Path(frames_root), Path(out)
     bad = BadRecords(expressions)
     items: list[dict[str, Any]] = []
-    listing: dict[str, list[str]] = {}
+    listing: dict[str, dict[str | int, int]] = {}
     for video in sorted(videos):
         info = videos[video]
         for exp_id in sorted(info.get("expressions", {}), key=_numeric_first):
