@@ -446,10 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--base", default=None, help="base model folder (default: the shipped tiny base)")
     d.add_argument("--per-task", type=int, default=_demo_default("per_task"), help="test items per task (default %(default)s)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--train-per-task", type=int, default=150, help="training items per in-domain task")
-    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--train-per-task", type=int, default=_demo_default("train_per_task"), help="training items per in-domain task")
+    d.add_argument("--batch-size", type=int, default=_demo_default("batch_size"))
     d.add_argument("--until", default="rl", choices=["base", "cot_sft", "rl"], help="the last stage to run")
-    d.add_argument("--rl-per-task", type=int, default=150, help="RL pool items per in-domain task (before rejection sampling)")
+    d.add_argument("--rl-per-task", type=int, default=_demo_default("rl_per_task"),
+                   help="RL pool items per in-domain task (before rejection sampling)")
     d.set_defaults(func=cmd_demo)
 
     sw = sub.add_parser("sweep", help="run recipe variants (the paper's ablations) and table their scores (resumable)")

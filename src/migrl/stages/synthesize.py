@@ -11,8 +11,9 @@ Files in ``--out``: ``answers.jsonl`` (every item's k answers or its failure, ap
 a rerun after ``kill -9`` asks only for what is missing), ``sft.jsonl`` (kept records) and
 ``stats.json`` (asked, kept, dropped by reason, per task), both rebuilt from ``answers.jsonl``
 and written atomically; ``answers.run.json`` names the teacher and its settings, and a rerun with
-another teacher, temperature or k stops instead of mixing its answers with the old ones; ``bad_records.jsonl`` lists the items skipped (bad records, and items the
-teacher kept failing on, field "teacher").
+another teacher, temperature or k stops instead of mixing its answers with the old ones;
+``bad_records.jsonl`` lists the items skipped (bad records, and items the teacher kept failing on,
+field "teacher").
 
 Data parallel as in ``migrl eval``: each rank or ``--shard i/n`` job asks for its share into its own
 log, merged before the files above are built (``migrl.shards``).
