@@ -189,3 +189,42 @@ def test_generate_inside_an_event_loop_points_to_agenerate():
             return await e.agenerate([request("a")], SamplingParams())
 
         assert asyncio.run(main()) == [["answer 0 to: a"]]
+
+
+SAMPLING = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "top_k", "min_p", "repetition_penalty")
+
+
+def sampling_sent(body: dict) -> dict:
+    """The sampling fields of a request body; "missing" for each one left out."""
+    return {k: body.get(k, "missing") for k in SAMPLING}
+
+
+def test_every_sampling_field_is_sent_and_extra_body_wins_a_clash():
+    # vLLM fills a field a request leaves out from the folder's generation_config.json (Qwen2.5-VL's
+    # repetition_penalty 1.05): each request, the probe included, says every one of them.
+    extra = {"mm_processor_kwargs": {"max_pixels": 1024}, "top_k": 20}
+    params = SamplingParams(max_new_tokens=77, temperature=0.7, top_p=0.9, n=2)
+    with FakeOpenAIServer() as server:
+        e = engine(server, extra_body=extra)
+        e.generate([request("n at once")], params)
+        e.prompt_tokens(request("probe"))
+        engine(server, n_per_request=False).generate([request("one by one")], params)
+    sampled = {"max_tokens": 77, "temperature": 0.7, "top_p": 0.9, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+               "top_k": 20, "min_p": 0.0, "repetition_penalty": 1.0}
+    (call,) = server.calls_for("n at once")
+    assert sampling_sent(call.body) == sampled and call.body["n"] == 2
+    assert call.body["mm_processor_kwargs"] == {"max_pixels": 1024}
+    (probe,) = server.calls_for("probe")
+    assert sampling_sent(probe.body) == {**sampled, "max_tokens": 1, "temperature": 0.0, "top_p": 1.0}
+    separate = server.calls_for("one by one")
+    assert len(separate) == 2 and all(sampling_sent(c.body) == {**sampled, "top_k": -1} for c in separate)
+    assert extra == {"mm_processor_kwargs": {"max_pixels": 1024}, "top_k": 20}  # the config's dict is not written to
+
+
+def test_a_hosted_api_can_be_spared_the_server_only_fields():
+    with FakeOpenAIServer() as server:
+        engine(server, server_sampling_fields=False).generate([request("a")], SamplingParams(max_new_tokens=5))
+    body = server.calls[0].body
+    assert sampling_sent(body) == {"max_tokens": 5, "temperature": 0.0, "top_p": 1.0, "presence_penalty": 0.0,
+                                   "frequency_penalty": 0.0, "top_k": "missing", "min_p": "missing",
+                                   "repetition_penalty": "missing"}

@@ -241,3 +241,39 @@ def test_the_merging_rank_lists_what_other_ranks_skipped():
                                 "boxes": [{"image_index": 0, "bbox": [0, 0, 5, 5], "space": "pixels"}]}) for i in "abcc"]
     generation.list_unanswered(records)
     assert [(b.record, b.field) for b in bad.items] == [("b", "images"), ("a", "server"), ("c", "server")]
+
+
+def sampling_sent(call) -> dict:
+    keys = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "top_k", "min_p", "repetition_penalty")
+    return {k: call.body.get(k, "missing") for k in keys}
+
+
+def migrls(max_tokens: int, temperature: float) -> dict:
+    """What every request must say: vLLM takes each field it leaves out from the served folder's
+    generation_config.json (Qwen2.5-VL-7B-Instruct's: repetition_penalty 1.05, temperature 1e-6)."""
+    return {"max_tokens": max_tokens, "temperature": temperature, "top_p": 1.0, "presence_penalty": 0.0,
+            "frequency_penalty": 0.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+
+
+def test_eval_reject_and_synthesize_send_every_sampling_field(world_test, tiny_base, processors, tmp_path):
+    mine, _ = processors
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(mine)) as server:
+        remote = RemoteConfig((server.base_url,), "tiny")
+        evaluate(EvalConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "eval"), max_new_tokens=50,
+                            remote=remote), processor=mine)
+        after_eval = len(server.calls)
+        reject(RejectConfig(model=str(tiny_base), data=str(world_test), out=str(tmp_path / "reject"), k=3, temperature=0.8,
+                            max_new_tokens=60, remote=remote), processor=mine)
+        after_reject = len(server.calls)
+        pixels = [str(TINY_SIZING.min_pixels), str(TINY_SIZING.max_pixels)]
+        assert main(["synthesize", "--teacher", "openai", "--base-url", server.base_url, "--teacher-model", "tiny",
+                     "--teacher-processor", str(tiny_base), "--teacher-min-pixels", pixels[0], "--teacher-max-pixels", pixels[1],
+                     "--data", str(world_test), "--out", str(tmp_path / "syn"), "--k", "2", "--temperature", "0.6",
+                     "--max-new-tokens", "40"]) == 0
+    runs = {"eval": (server.calls[:after_eval], migrls(50, 0.0), None),
+            "reject": (server.calls[after_eval:after_reject], migrls(60, 0.8), 3),
+            "synthesize": (server.calls[after_reject:], migrls(40, 0.6), 2)}
+    for stage, ((probe, *asked), expected, n) in runs.items():
+        assert sampling_sent(probe) == migrls(1, 0.0), stage  # the start-up image-token check
+        assert len(asked) == len(read_jsonl(world_test)), stage
+        assert all(sampling_sent(c) == expected and c.body.get("n") == n for c in asked), stage

@@ -34,6 +34,20 @@ class SamplingParams:
         """Completions decoded per request: greedy ones are all the same, so one, repeated n times."""
         return self.n if self.temperature > 0 else 1
 
+    # Every sampling field of a chat-completions request is sent, every time: vLLM's OpenAI server (by
+    # default, --generation-config auto) and SGLang take each field a request leaves out from the model
+    # folder's generation_config.json (Qwen2.5-VL-7B-Instruct's: repetition_penalty 1.05, temperature 1e-6).
+    def api_fields(self) -> dict[str, Any]:
+        """The OpenAI API's own sampling fields, at migrl's values (penalties off)."""
+        return {"max_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+    @staticmethod
+    def server_fields() -> dict[str, Any]:
+        """vLLM's and SGLang's sampling fields beyond the OpenAI API, all off. top_k -1 is "off" for both:
+        vLLM prefers 0 but accepts -1, while SGLang and older vLLMs refuse 0."""
+        return {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+
 
 class HFEngine:
     def __init__(self, model: Any, processor: Any, batch_size: int = 16, prefill_batch: int = 16):

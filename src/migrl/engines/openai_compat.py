@@ -48,7 +48,10 @@ class OpenAIConfig:
     timeout: float = 120.0
     max_retries: int = 5
     n_per_request: bool = True  # ask for n completions with `n`; False: n separate requests
-    extra_body: dict[str, Any] | None = None  # passed through, e.g. vLLM's mm_processor_kwargs
+    extra_body: dict[str, Any] | None = None  # passed through, e.g. vLLM's mm_processor_kwargs; wins over migrl's fields
+    # vLLM's/SGLang's top_k, min_p and repetition_penalty in every request (SamplingParams.server_fields);
+    # False for a hosted API that refuses fields it does not know (it has no generation_config.json to fill them).
+    server_sampling_fields: bool = True
 
 
 @dataclass
@@ -242,13 +245,17 @@ class OpenAICompatEngine:
             response = await client.chat.completions.create(
                 model=self.config.model,
                 messages=messages,  # type: ignore[arg-type]
-                max_tokens=params.max_new_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                extra_body=self.config.extra_body,
+                **self._sampling(params),
                 **kwargs,
             )
         return [choice.message.content or "" for choice in response.choices or []]
+
+    def _sampling(self, params: SamplingParams) -> dict[str, Any]:
+        """The sampling arguments of a request: all of them (see SamplingParams.api_fields), the server-only
+        ones in the body, merged with the configured extra_body (which wins on a clash)."""
+        body = SamplingParams.server_fields() if self.config.server_sampling_fields else {}
+        body.update(self.config.extra_body or {})
+        return {**params.api_fields(), "extra_body": body or None}
 
     def _config_error(self, err: openai.APIStatusError, client: openai.AsyncOpenAI) -> RuntimeError:
         message = redact(server_message(err)[:REASON_CHARS], client.api_key)
@@ -271,8 +278,8 @@ class OpenAICompatEngine:
                 async with self._client(url) as client:
                     try:
                         response = await client.chat.completions.create(
-                            model=self.config.model, messages=messages, max_tokens=1, temperature=0.0,  # type: ignore[arg-type]
-                            extra_body=self.config.extra_body,
+                            model=self.config.model, messages=messages,  # type: ignore[arg-type]
+                            **self._sampling(SamplingParams(max_new_tokens=1)),
                         )
                     except openai.APIStatusError as err:
                         if err.status_code in CONFIG_ERRORS:

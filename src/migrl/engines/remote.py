@@ -30,6 +30,7 @@ class RemoteConfig:
     timeout: float = 300.0
     allow_image_token_mismatch: bool = False  # warn instead of stopping when a server resizes images differently
     max_images: int = 8  # for the suggested --limit-mm-per-prompt
+    server_sampling_fields: bool = True  # False for a hosted API that refuses vLLM's top_k/min_p/repetition_penalty
 
 
 class BatchAdapter:
@@ -59,7 +60,7 @@ def connect(config: RemoteConfig, sizing: ImageSizing, processor: Any = None) ->
         raise ValueError("the openai engine needs at least one --base-url")
     engine = OpenAICompatEngine(OpenAIConfig(
         base_url=list(config.base_urls), model=config.model, api_key_env=config.api_key_env,
-        concurrency=config.concurrency, timeout=config.timeout,
+        concurrency=config.concurrency, timeout=config.timeout, server_sampling_fields=config.server_sampling_fields,
     ))
     check_image_tokens(engine, sizing, processor, model_name=config.model, max_images=config.max_images,
                        strict=not config.allow_image_token_mismatch)
