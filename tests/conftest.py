@@ -50,9 +50,10 @@ def sft_data(tmp_path_factory):
     """CoT SFT records: the scripted teacher's kept answers on a small in-domain pool."""
     from migrl.data.world import ID_TASKS, write_split
     from migrl.engines.scripted import ScriptedTeacher
+    from migrl.images import TINY_SIZING
     from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
     root = tmp_path_factory.mktemp("sftdata")
     pool = write_split(root / "world", "train", 4, seed=11, tasks=ID_TASKS)
-    synthesize(SynthesizeConfig(data=str(pool), out=str(root / "syn")), ScriptedTeacher(seed=0))
+    synthesize(SynthesizeConfig(data=str(pool), out=str(root / "syn")), ScriptedTeacher(seed=0), student_sizing=TINY_SIZING)
     return root / "syn" / "sft.jsonl"

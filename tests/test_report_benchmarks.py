@@ -114,7 +114,7 @@ def test_rule_only_figures_are_labelled(tmp_path):
 
     preds = {"val_Counting_1": "(A)", "val_Counting_2": "I think A"}
     scores = score(data, preds)
-    md, _ = write_report({"b": _run(tmp_path / "eval", preds, scores)}, data, tmp_path / "report", benchmark="blink")
+    md, _ = write_report({"b": _run(tmp_path / "eval", preds, scores)}, data, tmp_path / "report", benchmark="blink", coords="qwen2")
     text = md.read_text()
     assert "| ours: b (rule-only) |" in text and "b: rule-only figure: 1 answer(s)" in text
 

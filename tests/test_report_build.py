@@ -76,7 +76,7 @@ def test_report_numbers_are_the_scores(world, tmp_path):
     assert scores["right"]["avg"] == 100.0  # the fake answers really are right
     assert 0 < scores["mixed"]["avg"] < 100 and scores["mixed"]["missing_predictions"] == 1
 
-    md_path, html_path = write_report(runs, data, tmp_path / "report", pictures_per_task=1, sizing=TINY_SIZING)
+    md_path, html_path = write_report(runs, data, tmp_path / "report", pictures_per_task=1, coords="qwen25", sizing=TINY_SIZING)
     rows = table_rows(md_path.read_text(encoding="utf-8"))
     for task in scores["mixed"]["tasks"]:
         domain, *cells = rows[task]
@@ -93,7 +93,7 @@ def test_report_numbers_are_the_scores(world, tmp_path):
 def test_one_picture_per_selected_item_with_both_colours(world, tmp_path):
     data, records, runs, _ = world
     out = tmp_path / "report"
-    _, html_path = write_report(runs, data, out, pictures_per_task=1, sizing=TINY_SIZING)
+    _, html_path = write_report(runs, data, out, pictures_per_task=1, coords="qwen25", sizing=TINY_SIZING)
     pictures = sorted((out / "pictures").glob("*.png"))
     tasks = {r.task for r in records}
     assert len(pictures) == len(tasks)
@@ -116,7 +116,7 @@ def test_html_escapes_model_and_record_text(world, tmp_path):
     rows[0]["text"] = rows[0]["text"].replace("found it", "found it " + XSS)
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    md_path, html_path = write_report({"<i>run</i>": runs["right"]}, data, tmp_path / "report", sizing=TINY_SIZING)
+    md_path, html_path = write_report({"<i>run</i>": runs["right"]}, data, tmp_path / "report", coords="qwen25", sizing=TINY_SIZING)
     html = html_path.read_text()
     assert "<script" not in html.lower() and "<i>run" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # the question and the answer
@@ -129,9 +129,9 @@ def test_html_escapes_model_and_record_text(world, tmp_path):
 def test_mig_bench_puts_the_paper_beside_ours_and_clears_old_pictures(world, tmp_path):
     data, records, runs, scores = world
     out = tmp_path / "report"
-    write_report(runs, data, out, benchmark="mig-bench", pictures_per_task=2, sizing=TINY_SIZING)
+    write_report(runs, data, out, benchmark="mig-bench", pictures_per_task=2, coords="qwen25", sizing=TINY_SIZING)
     assert len(list((out / "pictures").glob("*.png"))) == len(records)
-    md_path, _ = write_report(runs, data, out, benchmark="mig-bench", pictures_per_task=1, sizing=TINY_SIZING)
+    md_path, _ = write_report(runs, data, out, benchmark="mig-bench", pictures_per_task=1, coords="qwen25", sizing=TINY_SIZING)
     assert len(list((out / "pictures").glob("*.png"))) == len(records) // 2
     md = md_path.read_text()
     comparison = md[md.index("## The paper beside ours") :]

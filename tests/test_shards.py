@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from migrl.engines.scripted import ScriptedTeacher
+from migrl.images import TINY_SIZING
 from migrl.jsonl import AppendLog, read_jsonl
 from migrl.shards import Shard, generate_sharded, merge_shard_logs, shard_logs
 from migrl.stages.reject import RejectConfig, reject
@@ -162,11 +163,11 @@ def test_torchrun_rank_1s_undecodable_image_is_listed_by_rank_0_and_the_run_exit
 
 def test_synthesize_shards_merge_to_the_unsharded_result(world_test, tmp_path):
     teacher = ScriptedTeacher(seed=0)
-    one = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "one")), teacher)
+    one = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "one")), teacher, student_sizing=TINY_SIZING)
     for i in range(3):
-        part = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded"), shard=f"{i}/3"), teacher)
+        part = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded"), shard=f"{i}/3"), teacher, student_sizing=TINY_SIZING)
         assert part["shard"] == f"{i}/3" and part["generated"] == len(Shard(i, 3).take(range(one["asked"])))
-    merged = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded")), teacher)
+    merged = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded")), teacher, student_sizing=TINY_SIZING)
     assert {k: merged[k] for k in ("asked", "kept", "dropped", "tasks")} == {k: one[k] for k in ("asked", "kept", "dropped", "tasks")}
     assert read_jsonl(tmp_path / "sharded" / "sft.jsonl") == read_jsonl(tmp_path / "one" / "sft.jsonl")
     answers = ids(tmp_path / "sharded" / "answers.jsonl")

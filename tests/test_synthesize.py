@@ -24,7 +24,7 @@ def pool(tmp_path_factory):
 
 
 def test_filter_keeps_only_items_right_in_all_samples(pool, tmp_path):
-    stats = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1))
+    stats = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
     assert stats["asked"] == 48 and 0 < stats["kept"] < stats["asked"]
     assert stats["kept"] + sum(stats["dropped"].values()) == stats["asked"]
     assert sum(t["kept"] for t in stats["tasks"].values()) == stats["kept"]
@@ -45,21 +45,21 @@ def test_filter_keeps_only_items_right_in_all_samples(pool, tmp_path):
 def test_a_rerun_resumes_only_the_same_teachers_answers(pool, tmp_path):
     """Another teacher (here: another seed) or another k into the same --out stops before asking
     anything; answers.jsonl keeps the first teacher's answers untouched, and the same teacher resumes."""
-    first = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1))
+    first = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
     log = (tmp_path / "answers.jsonl").read_bytes()
     with pytest.raises(StaleRunError, match="seed"):
-        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=2))
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=2), student_sizing=TINY_SIZING)
     with pytest.raises(StaleRunError, match="k: 4 then, 2 now"):
-        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path), k=2), ScriptedTeacher(seed=1))
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path), k=2), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
     assert (tmp_path / "answers.jsonl").read_bytes() == log
-    assert synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1)) == first
+    assert synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING) == first
     assert (tmp_path / "answers.jsonl").read_bytes() == log
 
 
 def test_teacher_boxes_are_rewritten_into_the_students_space(pool, tmp_path):
     """The teacher resizes with Qwen2.5-VL's setting, the student with the tiny one: a 140x105 picture
     is 140x112 to the teacher and 112x84 to the student, so the numbers must change."""
-    synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1))
+    synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
     answers = {r["id"]: r["responses"] for r in read_jsonl(tmp_path / "answers.jsonl")}
     checked = 0
     for r in read_records(tmp_path / "sft.jsonl"):
@@ -77,8 +77,8 @@ def test_teacher_boxes_are_rewritten_into_the_students_space(pool, tmp_path):
 
 
 def test_a_qwen2_teacher_is_read_in_its_own_space(pool, tmp_path):
-    a = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "a")), ScriptedTeacher(seed=1))
-    b = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "b")), ScriptedTeacher(seed=1, coords=Space.QWEN2))
+    a = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "a")), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
+    b = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "b")), ScriptedTeacher(seed=1, coords=Space.QWEN2), student_sizing=TINY_SIZING)
     assert a["kept"] == b["kept"]  # the same answers in other numbers: the same items pass
     # Each kept Qwen2-space answer lands, in the student's pixels, on one of the teacher's answers.
     answers = {r["id"]: r["responses"] for r in read_jsonl(tmp_path / "a" / "answers.jsonl")}
@@ -94,7 +94,7 @@ def test_a_qwen2_teacher_is_read_in_its_own_space(pool, tmp_path):
 
 def test_synthesis_is_deterministic(pool, tmp_path):
     for name in ("a", "b"):
-        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / name)), ScriptedTeacher(seed=2))
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / name)), ScriptedTeacher(seed=2), student_sizing=TINY_SIZING)
     assert (tmp_path / "a" / "sft.jsonl").read_text() == (tmp_path / "b" / "sft.jsonl").read_text()
     assert json.loads((tmp_path / "a" / "stats.json").read_text()) == json.loads((tmp_path / "b" / "stats.json").read_text())
 
@@ -125,18 +125,18 @@ def test_openai_teacher_against_a_local_server_with_failures(pool, tmp_path):
     with FakeOpenAIServer(latency=0.01, answer=answer, flaky_every=3, always_fail=always_fail) as server:
         engine = OpenAICompatEngine(OpenAIConfig(base_url=server.base_url, model="teacher", concurrency=4, max_retries=1))
         teacher = OpenAITeacher(engine, ImageSizing(), Space.QWEN25, max_new_tokens=256)
-        stats = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), teacher)
+        stats = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), teacher, student_sizing=TINY_SIZING)
     assert stats["asked"] == 48
     assert stats["dropped"]["teacher_error"] == 1
     assert any(failing.id in e and "HTTP 500" in e for e in stats["errors"])
     # The other items were judged exactly as the scripted teacher's own answers would be.
-    direct = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "direct")), ScriptedTeacher(seed=5))
+    direct = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path / "direct")), ScriptedTeacher(seed=5), student_sizing=TINY_SIZING)
     kept_directly = {r.id for r in read_records(tmp_path / "direct" / "sft.jsonl")}
     assert stats["kept"] == direct["kept"] - (failing.id in kept_directly)
     # A rerun against a healthy server asks again for the failed item only, and then matches.
     with FakeOpenAIServer(latency=0.01, answer=answer) as server:
         engine = OpenAICompatEngine(OpenAIConfig(base_url=server.base_url, model="teacher", concurrency=4, max_retries=1))
-        again = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), OpenAITeacher(engine, ImageSizing(), Space.QWEN25, max_new_tokens=256))
+        again = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), OpenAITeacher(engine, ImageSizing(), Space.QWEN25, max_new_tokens=256), student_sizing=TINY_SIZING)
         assert len(server.calls) == 1
     assert again["dropped"]["teacher_error"] == 0 and again["kept"] == direct["kept"]
 

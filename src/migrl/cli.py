@@ -17,16 +17,11 @@ BENCHMARK_NAMES = ("mc-bench", "lisa", "ref-l4", "revos", "odinw", "blink", "mmi
 STRICT_HELP = "stop at the first bad record (exit code 4) instead of skipping it (exit code 3)"
 
 
-def _sizing_for(args: argparse.Namespace, default):
-    from migrl.images import ImageSizing
+def _answer_space(args: argparse.Namespace, command: str, coords: str | None = None):
+    """The space and image setting of the answers a command reads (one rule: ``migrl.answer_space``)."""
+    from migrl.answer_space import resolve_answer_space
 
-    if getattr(args, "model", None):
-        from migrl.models.loading import load_processor
-
-        return ImageSizing.from_processor(load_processor(args.model))
-    if args.min_pixels or args.max_pixels:
-        return ImageSizing(args.min_pixels or default.min_pixels, args.max_pixels or default.max_pixels)
-    return default
+    return resolve_answer_space(command, args.model, coords or args.coords, args.min_pixels, args.max_pixels)
 
 
 def cmd_world(args: argparse.Namespace) -> int:
@@ -78,8 +73,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from migrl.bad_records import BadRecords
-    from migrl.images import TINY_SIZING, ImageSizing
     from migrl.scoring.predictions import read_predictions
+
+    space = _answer_space(args, "migrl score")  # before reading anything: a missing setting is the user's to give
+    coords, sizing = space.coords, space.sizing
 
     if args.category_map:
         from migrl.benchmarks import check_category_map
@@ -92,13 +89,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.benchmark == "mig-bench":
         from migrl.scoring.migbench import score_migbench
 
-        sizing = _sizing_for(args, ImageSizing())
-        result = score_migbench(args.data, preds.texts, args.coords, args.image_root, sizing)
+        result = score_migbench(args.data, preds.texts, coords, args.image_root, sizing)
     elif args.benchmark != "world":
         from migrl.benchmarks import score_benchmark
 
-        sizing = _sizing_for(args, ImageSizing())
-        result = score_benchmark(args.benchmark, args.data, preds.texts, Space(args.coords), args.image_root, sizing,
+        result = score_benchmark(args.benchmark, args.data, preds.texts, coords, args.image_root, sizing,
                                  args.category_map)
     else:
         from migrl.records import data_root, load_records
@@ -109,10 +104,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         root = args.image_root or data_root(args.data)
         records = records_bad.usable(loaded.records, root)  # a bad record is left out of the scores
         bad.items += records_bad.items
-        sizing = _sizing_for(args, TINY_SIZING)
-        result = score_records(records, preds.texts, root, args.coords, sizing)
+        result = score_records(records, preds.texts, root, coords, sizing)
     for err in result.get("errors", []):  # images the scorer could not read (kept in the denominator)
         bad.add_message(err, "images")
+    result["answer_space"] = space.to_dict()
     result["bad_records"] = bad.summary()
     if args.out:
         from migrl.jsonl import write_json_atomic
@@ -147,13 +142,13 @@ def _labelled_runs(specs: list[str]) -> dict[str, Path]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from migrl.images import TINY_SIZING
-    from migrl.report.build import write_report
+    from migrl.report.build import runs_answer_space, write_report
 
     runs = _labelled_runs(args.run)
-    sizing = _sizing_for(args, TINY_SIZING)
+    given = args.model or args.coords or args.max_pixels or args.min_pixels
+    space = _answer_space(args, "migrl report") if given else runs_answer_space(runs)
     md, html = write_report(runs, Path(args.data), Path(args.out), benchmark=args.benchmark,
-                            pictures_per_task=args.pictures_per_task, coords=Space(args.coords), sizing=sizing,
+                            pictures_per_task=args.pictures_per_task, coords=space.coords, sizing=space.sizing,
                             image_root=Path(args.image_root) if args.image_root else None)
     print(f"wrote {md} and {html}")
     return 0
@@ -168,8 +163,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from migrl.images import TINY_SIZING, ImageSizing
+    from migrl.images import ImageSizing
     from migrl.stages.synthesize import SynthesizeConfig, synthesize
+
+    student = _answer_space(args, "migrl synthesize", args.student_coords)  # checked before the teacher starts
 
     cfg = SynthesizeConfig(
         data=args.data, out=args.out, k=args.k, keep=args.keep,
@@ -188,8 +185,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         from migrl.engines.teachers import HFTeacher
 
         teacher = HFTeacher.from_args(args)
-    student_sizing = _sizing_for(args, TINY_SIZING)
-    stats = synthesize(cfg, teacher, Space(args.student_coords), student_sizing)
+    stats = synthesize(cfg, teacher, student.coords, student.sizing)
     if "shard" in stats:
         print(json.dumps(stats))
         return 0
@@ -228,7 +224,9 @@ def cmd_serve_flags(args: argparse.Namespace) -> int:
     if args.min_pixels or args.max_pixels:  # a model whose folder is not here (a teacher): its setting by hand
         sizing = ImageSizing(args.min_pixels or ImageSizing.min_pixels, args.max_pixels or ImageSizing.max_pixels)
     else:
-        sizing = _sizing_for(args, ImageSizing())
+        from migrl.answer_space import resolve_sizing
+
+        sizing = resolve_sizing("migrl serve-flags", args.model)
     print(vllm_serve_command(args.model, sizing, args.max_images))
     return 0
 
@@ -295,6 +293,7 @@ def _demo_default(field: str) -> object:
     return getattr(DemoConfig, field)
 
 
+COORDS_HELP = "space of the model's numbers (default: the model folder's family decides: qwen2_5_vl -> qwen25, qwen2_vl -> qwen2)"
 CATEGORY_MAP_HELP = "Ref-L4: the official ref_l4/evaluation.py (its refcoco->o365 table) or a JSON of it; adds the class-level average"
 
 
@@ -330,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
     e.add_argument("--max-new-tokens", type=int, default=192)
-    e.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    e.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
     e.add_argument("--no-cot", action="store_true", help="ask for the answer only, without think/answer tags")
     e.add_argument("--limit-per-task", type=int, default=0)
     e.add_argument("--strict", action="store_true", help=STRICT_HELP)
@@ -342,10 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--benchmark", required=True, choices=["mig-bench", "world", *sorted(BENCHMARK_NAMES)])
     s.add_argument("--data", required=True, help="the benchmark's official annotation file (MIG_data.json, ...), or a records JSONL for 'world'")
     s.add_argument("--predictions", required=True, help='JSONL of {"id": ..., "text": ...}')
-    s.add_argument("--coords", default=Space.QWEN2.value, choices=[s.value for s in Space], help="space of the model's numbers")
+    s.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
     s.add_argument("--image-root", default=None, help="folder the records' image paths are relative to")
     s.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
-    s.add_argument("--model", default=None, help="read min/max pixels from this model folder's processor")
+    s.add_argument("--model", default=None, help="the folder of the model that wrote the predictions: its family and image setting")
     s.add_argument("--min-pixels", type=int, default=0)
     s.add_argument("--max-pixels", type=int, default=0)
     s.add_argument("--out", default=None, help="also write scores.json and bad_records.jsonl into this folder")
@@ -359,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="runs/report")
     rp.add_argument("--benchmark", default="world", help="world, mig-bench, ...: which paper table to put beside ours")
     rp.add_argument("--pictures-per-task", type=int, default=2)
-    rp.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
-    rp.add_argument("--model", default=None, help="read min/max pixels from this model folder (default: the tiny base's)")
+    rp.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP + "; default: what eval stored in the runs")
+    rp.add_argument("--model", default=None, help="the model folder the runs come from (default: the setting eval stored in each run's scores.json)")
     rp.add_argument("--min-pixels", type=int, default=0)
     rp.add_argument("--max-pixels", type=int, default=0)
     rp.set_defaults(func=cmd_report)
@@ -393,8 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--teacher-coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
     y.add_argument("--teacher-min-pixels", type=int, default=3136, help="the teacher's processor setting")
     y.add_argument("--teacher-max-pixels", type=int, default=12845056)
-    y.add_argument("--student-coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
-    y.add_argument("--model", default=None, help="the student model folder (its image-size setting)")
+    y.add_argument("--student-coords", default=None, choices=[s.value for s in Space], help="space of the student's targets (default: --model's family)")
+    y.add_argument("--model", default=None, help="the student model folder: its family and image setting decide the targets' space")
     y.add_argument("--min-pixels", type=int, default=0)
     y.add_argument("--max-pixels", type=int, default=0)
     y.add_argument("--base-url", action="append", default=None,
@@ -420,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--temperature", type=float, default=1.0)
     r.add_argument("--max-new-tokens", type=int, default=1024)
     r.add_argument("--batch-size", type=int, default=64, help="completions decoded together")
-    r.add_argument("--coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    r.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
     r.add_argument("--strict", action="store_true", help=STRICT_HELP)
     r.add_argument("--shard", default=None, help=SHARD_HELP)
     add_served_options(r)

@@ -109,14 +109,17 @@ class Demo:
         return self.report
 
     def cold_start(self, train: Path) -> Path:
+        from migrl.answer_space import resolve_sizing
         from migrl.engines.scripted import ScriptedTeacher
+        from migrl.models.loading import resolve_model_path
         from migrl.stages.sft import SFTStageConfig, train_sft
         from migrl.stages.synthesize import SynthesizeConfig, synthesize
         from trl import TrlParser
 
         self.say("synthesizing chains of thought with the scripted teacher (k=4, keep items right 4/4)")
         synth_cfg = SynthesizeConfig(data=str(train), out=str(self.out / "synthesize"))
-        stats = self.resumed(Path(synth_cfg.out), lambda: synthesize(synth_cfg, ScriptedTeacher(seed=self.cfg.seed)))
+        student = resolve_sizing("migrl demo", resolve_model_path(self.cfg.base))  # the base folder's setting
+        stats = self.resumed(Path(synth_cfg.out), lambda: synthesize(synth_cfg, ScriptedTeacher(seed=self.cfg.seed), student_sizing=student))
         self.report["synthesis"] = {"asked": stats["asked"], "kept": stats["kept"]}
         self.save()
         self.say(f"kept {stats['kept']} of {stats['asked']}; LoRA cold start")

@@ -116,6 +116,9 @@ class Record:
 
         return Record(**{**self.__dict__, "images": tuple(str(resolve_image_path(p, root)) for p in self.images)})
 
+    def with_meta(self, key: str, value: Any) -> "Record":
+        return Record(**{**self.__dict__, "meta": {**self.meta, key: value}})
+
 
 def _require(d: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in d:
@@ -269,6 +272,11 @@ def data_root(path: str | Path) -> Path:
     return Path(path).resolve().parent
 
 
+# The field of a record skipped because it is too long for a setting (max_length, the context): a length
+# problem, reported as one, not as a fault of its images.
+LENGTH_FIELD = "length"
+
+
 def record_image_sizes(record: Record, root: str | Path, where: str | None = None, check_boxes: bool = True,
                        sizing: Any = None, max_image_tokens: int | None = None) -> list[tuple[int, int]]:
     """(width, height) of each of a record's images, read from the headers, after checking what only
@@ -291,7 +299,7 @@ def record_image_sizes(record: Record, root: str | Path, where: str | None = Non
         # +2 per image: Qwen2.5-VL wraps each image's tokens in <|vision_start|> ... <|vision_end|>.
         tokens = sum(sizing.image_tokens(w, h) + 2 for w, h in sizes)
         if tokens > max_image_tokens:
-            raise RecordError(where, "images", f"{len(sizes)} images make {tokens} image tokens, over the "
+            raise RecordError(where, LENGTH_FIELD, f"{len(sizes)} images make {tokens} image tokens, over the "
                               f"{max_image_tokens} the model's context leaves; truncating would cut image tokens")
     return sizes
 

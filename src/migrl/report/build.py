@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace
+from migrl.bad_records import OptionError
 from migrl.boxes import PredictedBox, Space
 from migrl.images import ImageError, ImageSizing, resolve_image_path
 from migrl.jsonl import write_text_atomic
@@ -225,13 +227,29 @@ def box_reader(benchmark: str, coords: Space) -> BoxReader:
     return read
 
 
+def runs_answer_space(runs: dict[str, Path]) -> AnswerSpace:
+    """The space the runs' answers are in, as ``migrl eval`` stored it in each ``scores.json``; refuses runs
+    that stored none or that disagree (their boxes could not be drawn on one set of pictures)."""
+    spaces = {}
+    for label, folder in runs.items():
+        scores = load_run(label, Path(folder)).scores
+        if "answer_space" not in scores:
+            raise OptionError(f"run {label!r}: {Path(folder) / 'scores.json'} does not say which space its answers are in "
+                              "(written by an older migrl): pass --model FOLDER, or --coords and --max-pixels")
+        spaces[label] = AnswerSpace.from_dict(scores["answer_space"])
+    if len(set(spaces.values())) > 1:
+        raise OptionError(f"the runs answered in different spaces ({ {k: v.to_dict() for k, v in spaces.items()} }): "
+                          "report them separately, or pass --coords / --max-pixels to draw them all one way")
+    return next(iter(spaces.values()))
+
+
 def write_report(
     runs: dict[str, Path],
     data: Path,
     out: Path,
     benchmark: str = "world",
     pictures_per_task: int = 2,
-    coords: Space = Space.QWEN25,
+    coords: Space | None = None,
     sizing: ImageSizing | None = None,
     image_root: Path | None = None,
 ) -> tuple[Path, Path]:
@@ -239,17 +257,23 @@ def write_report(
 
     ``runs`` maps a label to an eval folder; ``data`` is what the runs were evaluated on (a records JSONL,
     or the benchmark's official annotation file); ``coords`` / ``sizing`` are the space the models
-    answered in and their processor's image setting; ``image_root`` as for ``migrl eval``.
+    answered in and their processor's image setting (default: what eval stored, ``runs_answer_space``);
+    ``image_root`` as for ``migrl eval``.
     """
     if not runs:
         raise ValueError("write_report needs at least one run: {label: eval folder}")
+    if coords is None:
+        stored = runs_answer_space(runs)
+        coords, sizing = stored.coords, stored.sizing
     loaded = [load_run(label, Path(folder)) for label, folder in runs.items()]
     records, root = report_records(Path(data), benchmark, Path(image_root) if image_root else None)
     domains = {r.task: r.domain for r in records.records}
     chosen = select_records(records.records, loaded, pictures_per_task)
     out = Path(out)
     coords = Space(coords)
-    items = make_pictures(chosen, loaded, root, out, coords, sizing or ImageSizing(), box_reader(benchmark, coords),
+    if sizing is None and coords in SPACES_NEEDING_SIZING:
+        raise OptionError(f"report: {coords.value} boxes need the models' image setting (sizing)")
+    items = make_pictures(chosen, loaded, root, out, coords, sizing, box_reader(benchmark, coords),
                           every_box=benchmark in EVERY_BOX)
     unreadable = sorted({path for r in chosen for path in r.images if not _readable(path, root)})
     tables = [score_table(loaded, domains, benchmark)]

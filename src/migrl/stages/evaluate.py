@@ -15,13 +15,14 @@ of a local one (``migrl.engines.remote``: `vllm serve`, several servers, image-t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, Request, SamplingParams
+from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace, family_coords
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
@@ -40,7 +41,7 @@ class EvalConfig:
     out: str = "runs/eval"
     batch_size: int = 64  # rows decoded together (the engine prefills 16 prompts at a time)
     max_new_tokens: int = 192
-    coords: str = Space.QWEN25.value  # the space the model answers in
+    coords: str | None = None  # the space the model answers in (None: the model folder's family decides)
     cot: bool = True  # append the paper's think/answer instruction
     limit_per_task: int = 0  # 0 = every record
     chunk: int = 64  # records whose images are loaded at once
@@ -109,6 +110,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
     sizing = ImageSizing.from_processor(processor)
+    space = answer_space_of(cfg.model, cfg.coords, sizing)
+    cfg = replace(cfg, coords=space.coords.value)
     if cfg.category_map:
         from migrl.benchmarks import check_category_map
 
@@ -133,10 +136,20 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in unscored]
     scores = score_items(cfg, scored, predictions, root, sizing)
     generation.list_unanswered(runnable)  # after scoring: an unanswered item counts as wrong
+    scores["answer_space"] = space.to_dict()  # how report and score read these answers again
     scores["record_errors"] = [str(b) for b in bad.items]
     scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)
     return scores
+
+
+def answer_space_of(model: str | None, coords: str | None, sizing: ImageSizing) -> AnswerSpace:
+    """The space a generating stage's model answers in: ``coords`` or its folder's family, with the image
+    setting its processor resizes with."""
+    from migrl.models.loading import resolve_model_path
+
+    space = Space(coords) if coords else family_coords(resolve_model_path(model))
+    return AnswerSpace(space, sizing if space in SPACES_NEEDING_SIZING else None)
 
 
 def shard_result(run: ShardRun, failed: list[str]) -> dict[str, Any]:

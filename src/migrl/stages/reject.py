@@ -30,7 +30,7 @@ from migrl.records import Record, data_root, load_records
 from migrl.rewards import is_correct, target_in_model_space
 from migrl.run_identity import generator_identity
 from migrl.shards import Shard, generate_sharded, rank_device
-from migrl.stages.evaluate import request_for
+from migrl.stages.evaluate import answer_space_of, request_for
 from migrl.stages.generating import Generation
 
 
@@ -43,7 +43,7 @@ class RejectConfig:
     temperature: float = 1.0
     max_new_tokens: int = 1024
     batch_size: int = 64  # completions decoded together
-    coords: str = Space.QWEN25.value  # the space the model answers in
+    coords: str | None = None  # the space the model answers in (None: the model folder's family decides)
     chunk: int = 64  # items whose images are loaded at once
     strict: bool = False  # stop at the first bad record instead of skipping it
     shard: str | None = None  # "i/n": sample only that share (default: the launcher's rank, or everything)
@@ -89,6 +89,7 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
     sizing = ImageSizing.from_processor(processor)
+    space = answer_space_of(cfg.model, cfg.coords, sizing)
     loaded = load_records(cfg.data, strict=cfg.strict)
     bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
     root = data_root(cfg.data)
@@ -105,7 +106,7 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
 
         return shard_result(run, generation.messages())
     generation.take_reports(run.errors)
-    kept, stats, _ = summarize(records, run.log, root, Space(cfg.coords), sizing, bad=bad)
+    kept, stats, _ = summarize(records, run.log, root, space.coords, sizing, bad=bad)
     generation.list_unanswered(records)
     stats["errors"] = [str(b) for b in bad.items]
     stats["bad_records"] = bad.finish(out)

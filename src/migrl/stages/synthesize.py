@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from migrl.bad_records import BadRecords
+from migrl.answer_space import RESPONSE_SPACE, SPACES_NEEDING_SIZING, AnswerSpace
+from migrl.bad_records import BadRecords, OptionError
 from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, format_answer, iou, parse_answer
 from migrl.engines.openai_compat import Failure
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
@@ -126,9 +127,12 @@ def synthesize(
     student_coords: Space = Space.QWEN25,
     student_sizing: ImageSizing | None = None,
 ) -> dict[str, Any]:
-    from migrl.images import TINY_SIZING
-
-    student_sizing = student_sizing or TINY_SIZING
+    """``student_sizing``: the image setting the student trains with, required for qwen25 targets (their
+    pixels are of the image as the student resizes it); ``migrl.answer_space`` finds it from the student's folder."""
+    student = AnswerSpace(Space(student_coords), student_sizing if Space(student_coords) in SPACES_NEEDING_SIZING else None)
+    if student_sizing is None and student.coords in SPACES_NEEDING_SIZING:
+        raise OptionError("synthesize: qwen25 targets need the student's image setting (student_sizing): pass the "
+                          "student's model folder (--model) or its --min-pixels/--max-pixels")
     out = Path(cfg.out)
     loaded = load_records(cfg.data, strict=cfg.strict)
     bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
@@ -185,7 +189,7 @@ def synthesize(
             bad.add(record, "teacher", f"teacher failed: {row['error']}; a rerun asks again", stops=False)
         for i, response in enumerate(responses):
             rid = record.id if len(responses) == 1 else f"{record.id}#{i}"
-            derived = record.with_response(response).with_absolute_images(root)
+            derived = record.with_response(response).with_absolute_images(root).with_meta(RESPONSE_SPACE, student.to_dict())
             kept_rows.append({**derived.to_dict(), "id": rid, "split": "train"})
     write_jsonl_atomic(out / "sft.jsonl", kept_rows)
     stats["errors"] = [str(b) for b in bad.items]

@@ -1,0 +1,89 @@
+"""Which coordinate space a model's numbers are in, and the image setting that space depends on.
+
+One rule for every command, so the same answers score the same everywhere:
+
+1. ``--coords`` when given; otherwise the model folder's family (``config.json`` ``model_type``):
+   Qwen2.5-VL answers in pixels of its resized image (``qwen25``), Qwen2-VL in [0, 1000) (``qwen2``).
+2. Where the space needs the image setting (``qwen25``: the resized size depends on min/max pixels),
+   explicit ``--min-pixels`` / ``--max-pixels`` when given, else the model folder's processor config.
+3. Neither: the command refuses and says what to pass. Nothing falls back to the tiny demo model's
+   setting -- with it, perfect Qwen2.5-VL boxes on camera-size pictures score 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migrl.bad_records import OptionError
+from migrl.boxes import Space
+from migrl.images import ImageSizing
+
+# The space each model family grounds in, by the folder's config.json model_type.
+FAMILY_COORDS = {"qwen2_5_vl": Space.QWEN25, "qwen2_vl": Space.QWEN2}
+SPACES_NEEDING_SIZING = (Space.QWEN25,)
+# Record ``meta`` key: the space (and image setting) the boxes of a record's ``response`` are written in.
+RESPONSE_SPACE = "response_space"
+
+
+@dataclass(frozen=True)
+class AnswerSpace:
+    coords: Space
+    sizing: ImageSizing | None  # None where the space does not depend on the image setting
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"coords": self.coords.value}
+        if self.sizing is not None:
+            d.update(min_pixels=self.sizing.min_pixels, max_pixels=self.sizing.max_pixels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AnswerSpace":
+        coords = Space(d["coords"])
+        sizing = ImageSizing(int(d["min_pixels"]), int(d["max_pixels"])) if "max_pixels" in d else None
+        return cls(coords, sizing)
+
+
+def family_coords(folder: str | os.PathLike) -> Space:
+    """The space the model in ``folder`` answers in, from its config.json."""
+    config = Path(folder) / "config.json"
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise OptionError(f"{str(config)!r} cannot be read ({exc}); pass --coords") from None
+    if model_type not in FAMILY_COORDS:
+        raise OptionError(f"{str(folder)!r} is a {model_type!r} model, whose box convention migrl does not know; "
+                          f"pass --coords ({', '.join(s.value for s in Space)})")
+    return FAMILY_COORDS[model_type]
+
+
+def resolve_answer_space(command: str, model: str | os.PathLike | None = None, coords: str | None = None,
+                         min_pixels: int = 0, max_pixels: int = 0) -> AnswerSpace:
+    """The rule above; ``command`` names the command in the error message."""
+    if coords:
+        space = Space(coords)
+    elif model:
+        space = family_coords(model)
+    else:
+        raise OptionError(f"{command}: which coordinates are the answers in? Pass --model FOLDER (the model that wrote "
+                          f"them; its config decides) or --coords ({', '.join(s.value for s in Space)})")
+    if space not in SPACES_NEEDING_SIZING:
+        return AnswerSpace(space, None)
+    return AnswerSpace(space, resolve_sizing(command, model, min_pixels, max_pixels))
+
+
+def resolve_sizing(command: str, model: str | os.PathLike | None, min_pixels: int = 0, max_pixels: int = 0) -> ImageSizing:
+    """Explicit pixels over the model folder's processor setting; refuses when there is neither."""
+    if model:
+        from migrl.models.loading import load_processor
+
+        folder_sizing = ImageSizing.from_processor(load_processor(model))
+        return ImageSizing(min_pixels or folder_sizing.min_pixels, max_pixels or folder_sizing.max_pixels)
+    if max_pixels:
+        return ImageSizing(min_pixels or ImageSizing.min_pixels, max_pixels)
+    raise OptionError(f"{command}: qwen25 boxes are pixels of the image as the model resized it, which depends on its "
+                      "image setting: pass --model FOLDER (its processor config decides) or --max-pixels N "
+                      "(and --min-pixels N) as the model was run")
