@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from migrl.jsonl import write_jsonl_atomic
-from migrl.records import BadRecord, LoadReport, Record, RecordError, record_image_sizes
+from migrl.records import LENGTH_FIELD, BadRecord, LoadReport, Record, RecordError, record_image_sizes
 
 REPORT_NAME = "bad_records.jsonl"
 
@@ -35,6 +35,23 @@ EXIT_STRICT = 4  # --strict: stopped at the first bad record (printed), outputs 
 
 class OptionError(ValueError):
     """An option that cannot work, found before any work (the command exits 2, as for a wrong command line)."""
+
+
+# A stage that would skip more than this share of its records for length stops before training: then the
+# setting (max_length, the image budget) is wrong for the data, not the records.
+LENGTH_DROP_LIMIT = 0.05
+
+
+def check_length_drops(bad: "BadRecords", total: int, settings: str) -> None:
+    """OptionError when over ``LENGTH_DROP_LIMIT`` of ``total`` records were skipped for length;
+    ``settings`` names what to change."""
+    too_long = [b for b in bad.items if b.field == LENGTH_FIELD]
+    if total and len(too_long) / total > LENGTH_DROP_LIMIT:
+        raise OptionError(
+            f"{len(too_long)} of {total} records ({len(too_long) / total:.0%}) are too long "
+            f"(over {LENGTH_DROP_LIMIT:.0%}: the setting, not the data, is wrong); first: {too_long[0]}. "
+            f"Raise {settings}, or lower the image budget (max_pixels), and run again"
+        )
 
 
 class BadRecords:

@@ -41,6 +41,16 @@ def load_processor(path: str | os.PathLike | None, sizing: ImageSizing | None = 
     return processor
 
 
+def processor_as_loaded(path: str | os.PathLike, sizing: ImageSizing | None = None) -> Any:
+    """The folder's processor as the folder defines it (its padding side, no truncation), with ``sizing``
+    applied: what a training stage saves beside its weights. The instance a trainer used is not: TRL's
+    collators set truncation at max_length on it, which the next stage would inherit and cut prompts with."""
+    processor = AutoProcessor.from_pretrained(resolve_model_path(path))
+    if sizing is not None:
+        sizing.apply_to(processor)
+    return processor
+
+
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "tf_model.h5")
 
 

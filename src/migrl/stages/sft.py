@@ -5,9 +5,14 @@ vision encoder and the projector (merger) frozen, loss on the assistant tokens o
 merged into a plain model folder. Also its baselines: SFT without CoT (the answer only,
 ``cot: false``) and full fine-tuning (``use_lora: false``).
 
-Records whose prompt and answer do not fit ``max_length`` are skipped with an error naming them:
-TRL would truncate them through their image tokens, which fails later with "image features and image
-tokens do not match".
+Records whose prompt and answer do not fit ``max_length`` are skipped with an error naming them (field
+``length``): TRL would truncate them through their image tokens, which fails later with "image features
+and image tokens do not match". When more than ``LENGTH_DROP_LIMIT`` of them would be skipped the stage
+stops before training: ``max_length`` or the image budget is wrong for the data.
+
+The folder written at the end carries the processor as it was loaded (with the stage's image setting),
+not the one TRL's collator turned to truncation at ``max_length``: the next stage loads it exactly as it
+loaded the released folder.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from typing import Any
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from migrl.bad_records import BadRecords
+from migrl.answer_space import RESPONSE_SPACE, family_coords, resolve_sizing
+from migrl.bad_records import BadRecords, check_length_drops
 from migrl.boxes import Space, format_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
-from migrl.models.loading import load_model, load_processor, resolve_model_path
+from migrl.models.loading import load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.prompts import chat_messages
-from migrl.records import Record, data_root, load_records
+from migrl.records import LENGTH_FIELD, Record, data_root, load_records
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 
@@ -47,7 +53,7 @@ class SFTStageConfig(SFTConfig):
     lora_target_modules: str = LANGUAGE_MODEL_LINEARS
     freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower and the merger (projector)"})
     merge: bool = field(default=True, metadata={"help": "merge the LoRA and save a plain model folder"})
-    coords: str = field(default=Space.QWEN25.value, metadata={"help": "space of the answers (answer-only baseline)"})
+    coords: str | None = field(default=None, metadata={"help": "space of the answers (answer-only baseline; default: the model folder's family)"})
     min_pixels: int = field(default=0, metadata={"help": "override the model's image-size setting (0 = keep)"})
     max_pixels: int = 0
     strict: bool = field(default=False, metadata={"help": "stop at the first bad record instead of skipping it"})
@@ -115,11 +121,27 @@ def fit_records(records: list[Record], root: Path, processor: Any, max_length: i
                 [_with_images(example)], tokenize=True, return_dict=True, processor_kwargs={"padding": False}
             )["input_ids"][0]
             if len(ids) > max_length:
-                reason = f"{len(ids)} tokens with its {len(record.images)} image(s), over max_length {max_length}; skipped"
-                errors.append(bad.add(record, "images", reason))
+                reason = (f"{len(ids)} tokens with its {len(record.images)} image(s), over max_length {max_length}; "
+                          "truncating would cut the answer or image tokens, so it is skipped")
+                errors.append(bad.add(record, LENGTH_FIELD, reason))
                 continue
         kept.append(record)
     return kept, errors
+
+
+def responses_fit(record: Record, sizing: ImageSizing, bad: BadRecords) -> bool:
+    """False (and the record in ``bad``) when its response's boxes were written for another image setting:
+    qwen25 pixels of images resized otherwise than this training resizes them would teach wrong boxes."""
+    written = record.meta.get(RESPONSE_SPACE)
+    if not written or "max_pixels" not in written:
+        return True
+    if (int(written["min_pixels"]), int(written["max_pixels"])) == (sizing.min_pixels, sizing.max_pixels):
+        return True
+    bad.add(record, "response", f"its boxes are {written['coords']} pixels of images resized with min/max pixels "
+            f"{written['min_pixels']}/{written['max_pixels']}, but this training resizes with "
+            f"{sizing.min_pixels}/{sizing.max_pixels}: synthesize again with the student's setting "
+            "(--model and --min-pixels/--max-pixels as here), or train with theirs")
+    return False
 
 
 def _with_images(example: dict[str, Any]) -> list[dict[str, Any]]:
@@ -155,11 +177,9 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
 
     _adapt_to_device(cfg)
     model_path = resolve_model_path(cfg.model_name_or_path)
-    sizing = None
-    if cfg.min_pixels or cfg.max_pixels:
-        base = ImageSizing.from_processor(load_processor(model_path))
-        sizing = ImageSizing(cfg.min_pixels or base.min_pixels, cfg.max_pixels or base.max_pixels)
+    sizing = resolve_sizing("migrl sft", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
     processor = load_processor(model_path, sizing)
+    to_save = processor_as_loaded(model_path, sizing)  # before TRL's collator sets truncation on `processor`
     sizing = ImageSizing.from_processor(processor)
     model = load_model(model_path, dtype=torch.float32 if cfg.use_cpu else None)
     if cfg.freeze_vision:
@@ -176,15 +196,20 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
             records.append(r)
     records = bad.usable(records, root)
     answers: dict[str, str] = {}
-    if not cfg.cot:
+    if cfg.cot:
+        records = [r for r in records if responses_fit(r, sizing, bad)]
+    else:
         from migrl.images import image_size
 
+        coords = Space(cfg.coords) if cfg.coords else family_coords(model_path)
         for r in records:
             size = image_size(resolve_image_path(r.images[r.target.image_index], root))
-            answers[r.id] = answer_only(r, size, Space(cfg.coords), sizing)
+            answers[r.id] = answer_only(r, size, coords, sizing)
+    n_candidates = len(records)
     records, _ = fit_records(records, root, processor, cfg.max_length, cfg.cot, answers, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
+    check_length_drops(bad, n_candidates, f"max_length (now {cfg.max_length})")
     if not records:
         raise ValueError(f"{cfg.data}: no usable SFT records ({len(errors)} errors; first: {errors[:1]})")
 
@@ -210,7 +235,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=_last_checkpoint(cfg))
     out = Path(cfg.output_dir)
     digests = rank_digests(trainer)  # before merging: every rank still holds its own copy
-    save_final(trainer, processor, out, merge_lora=cfg.use_lora and cfg.merge, base_model=model_path)
+    save_final(trainer, to_save, out, merge_lora=cfg.use_lora and cfg.merge, base_model=model_path)
     summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(records), "errors": errors,
                "bad_records": bad_summary, "world_size": trainer.accelerator.num_processes, "rank_weight_digests": digests}
     if trainer.accelerator.is_main_process:
