@@ -97,6 +97,8 @@ def _warpers(temperature: float, top_p: float) -> LogitsProcessorList:
 
 
 def _eos_ids(model: Any, device: torch.device) -> torch.Tensor:
+    # All this loop takes from the folder's generation_config.json: its sampling fields (Qwen2.5-VL's
+    # repetition_penalty 1.05...) never apply here, only the caller's temperature and top_p.
     eos = model.generation_config.eos_token_id
     eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     return torch.tensor(eos, dtype=torch.long, device=device)

@@ -7,11 +7,13 @@ decoded together, finished rows leaving the batch (engines/decoding.py says why 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
+from transformers import GenerationConfig
 
 from migrl.engines.decoding import decode, prefill, stack
 
@@ -104,6 +106,28 @@ class HFEngine:
         return results
 
 
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+@contextmanager
+def folder_sampling_off(model: Any) -> Iterator[Any]:
+    """Inside, ``model.generate`` takes nothing from the model folder's generation_config.json but its
+    token ids; on exit the folder's config is back (checkpoints and the final folder keep it).
+
+    transformers' ``generate`` fills every field that the GenerationConfig it is given leaves unset (None)
+    from ``model.generation_config``: a folder's min_p, typical_p, no_repeat_ngram_size (...) would shape
+    TRL's rollouts, which set only temperature, top_p, top_k and repetition_penalty, and a folder's
+    repetition_penalty (Qwen2.5-VL's 1.05) the greedy baseline below.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's own
+    original = base.generation_config
+    base.generation_config = GenerationConfig(**{k: getattr(original, k, None) for k in TOKEN_IDS})
+    try:
+        yield model
+    finally:
+        base.generation_config = original
+
+
 def generate_one_by_one(model: Any, processor: Any, requests: Iterable[Request], max_new_tokens: int) -> list[str]:
     """The per-sample loop of the official evaluation scripts (Migician's): one prompt per generate call.
     Kept as the baseline of bench/eval_throughput.py."""
@@ -111,7 +135,7 @@ def generate_one_by_one(model: Any, processor: Any, requests: Iterable[Request],
     for r in requests:
         text = processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
         batch = processor(text=[text], images=r.images or None, return_tensors="pt").to(model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), folder_sampling_off(model):
             ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
         outs.append(processor.tokenizer.decode(ids[0, batch["input_ids"].shape[1] :], skip_special_tokens=True))
     return outs

@@ -26,6 +26,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space, parse_answer
+from migrl.engines.hf import folder_sampling_off
 from migrl.engines.serving import check_vllm_rollouts
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
@@ -107,8 +108,9 @@ class MigrlGRPOTrainer(CheckpointWeightsMixin, GroupSharingMixin, GRPOTrainer):
     shared prompt and images computed once (``GroupSharingMixin``, same algorithm); resumed weights loaded
     through the model's key conversion (``CheckpointWeightsMixin``).
 
-    Overrides private methods of trl 1.16 (``_calculate_rewards``, ``_generate_and_score_completions`` here,
-    more in the mixins): TRL has no hook for them; the version is pinned in pyproject.toml.
+    Overrides private methods of trl 1.16 (``_generate_single_turn``, ``_calculate_rewards``,
+    ``_generate_and_score_completions`` here, more in the mixins): TRL has no hook for them; the version
+    is pinned in pyproject.toml.
     """
 
     def __init__(self, *args: Any, dynamic_filter: bool = False, rollout_log: Path | None = None,
@@ -118,6 +120,12 @@ class MigrlGRPOTrainer(CheckpointWeightsMixin, GroupSharingMixin, GRPOTrainer):
         self.dynamic_filter = dynamic_filter
         self.rollout_log, self.rollout_log_every, self.rollout_log_count = rollout_log, rollout_log_every, rollout_log_count
         self._last_rewards: torch.Tensor | None = None
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        # Rollouts sample with the recipe's settings alone: TRL leaves some fields unset (min_p,
+        # typical_p...) and transformers would fill them from the model folder (folder_sampling_off).
+        with folder_sampling_off(self.accelerator.unwrap_model(self.model)):
+            return super()._generate_single_turn(*args, **kwargs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
