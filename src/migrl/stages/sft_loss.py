@@ -5,11 +5,13 @@ logits -- it patches the model with a fused LM head (``trl.trainer.utils.add_fus
 projects in tiles -- but only on Triton devices (CUDA, XPU) does that head project just the positions
 whose next-token label is trained. Everywhere else, CPU included, it scores every position, so that
 tile shapes stay fixed for compilers (its comment names Neuron). With assistant-only labels almost
-every position is an image or prompt token: at max_length 4096 and Qwen's 152,064 vocabulary rows
-that is about 2,500 positions x 152,064 x 4 bytes = 1.5 GB per tile-sized temporary, forward and
-backward, for some 100 trained positions. TRL offers nothing else that covers this: Liger's fused
-linear cross-entropy is refused by SFTTrainer (it would replace the fused head) and is not installed,
-and ``loss_type`` only picks between ``nll`` and ``dft`` on the same head.
+every position is an image or prompt token: a batch of two ~3,000-token multi-image records is ~6,000
+positions projected onto Qwen's 152,064 vocabulary rows, in tiles of 4,096 positions x 32,768 columns
+(537 MB per float32 temporary, several per tile, forward and backward), for some 180 trained
+positions; bench/sft_memory.py measures 6.0 GB peak RSS against 2.3 GB with this mixin, on a ~20M
+parameter model. TRL offers nothing else that covers this: Liger's fused linear cross-entropy is
+refused by SFTTrainer (it would replace the fused head) and is not installed, and ``loss_type`` only
+picks between ``nll`` and ``dft`` on the same head.
 
 The mixin keeps TRL's ``compute_loss`` -- the normalisation by ``num_items_in_batch`` under gradient
 accumulation, the DFT weighting, the aux loss, the ``mean_token_accuracy``, ``entropy`` and
@@ -94,9 +96,9 @@ class TrainedPositionsHead:
         self.model = model
 
     def __call__(self, *args: Any, fused_lm_head: bool = False, **kwargs: Any) -> Any:
-        if not fused_lm_head:
-            return self.model(*args, **kwargs)
-        return trained_positions_forward(self.model, *args, **kwargs)
+        if not fused_lm_head or args:  # TRL passes keywords; anything else keeps its own fused head
+            return self.model(*args, fused_lm_head=fused_lm_head, **kwargs)
+        return trained_positions_forward(self.model, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -107,7 +109,8 @@ class TrainedPositionsLossMixin:
     positions only where TRL's fused head would score every position (see the module docstring).
     Loss, gradients and metrics are TRL's, to float rounding."""
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
         if self._selects_positions(model, inputs):
             model = TrainedPositionsHead(model)
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
