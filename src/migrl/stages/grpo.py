@@ -24,15 +24,16 @@ from typing import Any
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from migrl.bad_records import BadRecords
+from migrl.answer_space import family_coords, resolve_sizing
+from migrl.bad_records import BadRecords, check_length_drops
 from migrl.boxes import Space, parse_answer
 from migrl.engines.hf import folder_sampling_off
 from migrl.engines.serving import check_vllm_rollouts
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
-from migrl.models.loading import context_left, load_model, load_processor, resolve_model_path
+from migrl.models.loading import context_left, load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.prompts import user_message
-from migrl.records import Record, data_root, load_records
+from migrl.records import LENGTH_FIELD, Record, data_root, load_records
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
@@ -54,7 +55,9 @@ class GRPOStageConfig(GRPOConfig):
     lora_target_modules: str = LANGUAGE_MODEL_LINEARS
     freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower and the merger"})
     merge: bool = field(default=True, metadata={"help": "with LoRA, merge it into a plain model folder at the end"})
-    coords: str = field(default=Space.QWEN25.value, metadata={"help": "space the model answers in"})
+    coords: str | None = field(default=None, metadata={"help": "space the model answers in (default: the model folder's family)"})
+    min_pixels: int = field(default=0, metadata={"help": "override the model folder's image setting (0 = keep; the saved folder carries it)"})
+    max_pixels: int = 0
     max_prompt_length: int = field(default=0, metadata={"help": "refuse records whose prompt (image tokens included) is longer; 0 = no limit"})
     reward_guards: bool = field(default=False, metadata={"help": "zero the reward of an empty answer, a whole-image box or several boxes (off in the paper recipe)"})
     dynamic_filter: bool = field(default=False, metadata={"help": "mask groups whose rewards are all equal out of the loss (online filtering)"})
@@ -78,6 +81,7 @@ def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOSt
 
     bad = bad if bad is not None else BadRecords()
     sizing = ImageSizing.from_processor(processor)
+    coords = Space(cfg.coords) if cfg.coords else family_coords(resolve_model_path(cfg.model_name_or_path))
     rows, errors = [], []
     for r in records:
         if r.target is None:
@@ -86,17 +90,17 @@ def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOSt
         try:
             paths = [resolve_image_path(p, root) for p in r.images]
             images = [load_image(p) for p in paths]  # refuses bombs and broken files now, not mid-training
-            if cfg.max_prompt_length:
-                n = prompt_length(processor, r, images)
-                if n > cfg.max_prompt_length:
-                    raise ValueError(
-                        f"prompt is {n} tokens with its {len(images)} image(s), over max_prompt_length "
-                        f"{cfg.max_prompt_length}; truncating it would cut image tokens, so it is skipped"
-                    )
-            target = target_in_model_space(r, [image_size(p) for p in paths], Space(cfg.coords), sizing)
+            target = target_in_model_space(r, [image_size(p) for p in paths], coords, sizing)
         except (ImageError, ValueError) as exc:
             errors.append(bad.add(r, "images", exc))
             continue
+        if cfg.max_prompt_length:
+            n = prompt_length(processor, r, images)
+            if n > cfg.max_prompt_length:
+                errors.append(bad.add(r, LENGTH_FIELD, (
+                    f"prompt is {n} tokens with its {len(images)} image(s), over max_prompt_length "
+                    f"{cfg.max_prompt_length}; truncating it would cut image tokens, so it is skipped")))
+                continue
         rows.append({"prompt": [user_message(r)], "images": [str(p) for p in paths], "target": target, "id": r.id})
     if not rows:
         return None, errors
@@ -195,7 +199,9 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
 
     _adapt_to_device(cfg)
     model_path = resolve_model_path(cfg.model_name_or_path)
-    processor = load_processor(model_path)
+    sizing = resolve_sizing("migrl grpo", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
+    processor = load_processor(model_path, sizing)
+    to_save = processor_as_loaded(model_path, sizing)  # before TRL sets truncation or padding on `processor`
     check_vllm_rollouts(cfg, model_path, processor)  # vLLM must resize images as training does
     model = load_model(model_path, dtype=torch.float32 if cfg.use_cpu else None)
     if cfg.freeze_vision:
@@ -208,6 +214,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     dataset, _ = build_dataset(usable, root, processor, cfg, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
+    check_length_drops(bad, len(loaded.records), f"max_prompt_length (now {cfg.max_prompt_length}) or the context")
     if dataset is None:
         raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")
     reward_funcs = reward_functions(cfg)
@@ -232,7 +239,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     )
     result = trainer.train(resume_from_checkpoint=last_complete_checkpoint(out))
     digests = rank_digests(trainer)  # before merging: every rank still holds its own copy
-    save_final(trainer, processor, out, merge_lora=cfg.use_lora and cfg.merge, base_model=model_path)
+    save_final(trainer, to_save, out, merge_lora=cfg.use_lora and cfg.merge, base_model=model_path)
     history = [h for h in trainer.state.log_history if "reward" in h]
     summary = {"train_loss": result.training_loss, "steps": result.global_step, "records": len(dataset), "errors": errors,
                "bad_records": bad_summary,

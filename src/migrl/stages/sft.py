@@ -34,6 +34,7 @@ from migrl.prompts import chat_messages
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
+from migrl.stages.sft_loss import TrainedPositionsLossMixin
 
 # The language model's linear layers only: the vision tower has gate/up/down_proj too.
 LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -162,8 +163,10 @@ def _adapt_to_device(cfg: SFTStageConfig) -> None:
         cfg.gradient_checkpointing = False
 
 
-class MigrlSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
-    """TRL's SFTTrainer whose resume loads a full fine-tune's weights (see ``CheckpointWeightsMixin``)."""
+class MigrlSFTTrainer(TrainedPositionsLossMixin, CheckpointWeightsMixin, SFTTrainer):
+    """TRL's SFTTrainer with logits and loss only where labels are trained (``TrainedPositionsLossMixin``;
+    on a CPU TRL scores every position of the 152k vocabulary) and a resume that loads a full fine-tune's
+    weights (``CheckpointWeightsMixin``)."""
 
 
 def freeze_vision(model: Any) -> None:
