@@ -57,3 +57,15 @@ def sft_data(tmp_path_factory):
     pool = write_split(root / "world", "train", 4, seed=11, tasks=ID_TASKS)
     synthesize(SynthesizeConfig(data=str(pool), out=str(root / "syn")), ScriptedTeacher(seed=0), student_sizing=TINY_SIZING)
     return root / "syn" / "sft.jsonl"
+
+
+# Built fixtures kept between test runs (git-ignored); each is rebuilt when its contents change.
+FIXTURE_CACHE = REPO / ".cache" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def released_folder():
+    """A folder shaped like the released Qwen2.5-VL-7B-Instruct (real tokenizer, template, configs; tiny weights)."""
+    from migrl.models.released import cached_released_folder
+
+    return cached_released_folder(FIXTURE_CACHE)

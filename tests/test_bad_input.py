@@ -27,7 +27,7 @@ LOAD_BAD = {None: "<line>", "bad-types": "images", "bad-task": "task", "bad-no-i
 HEADER_BAD = {"bad-missing": "images[1]", "bad-corrupt": "images[0]", "bad-bomb": "images[0]",
               "bad-escape": "images[0]", "bad-box-outside": "boxes[0].bbox"}
 DECODE_BAD = {"bad-truncated": "images"}
-TOO_LONG = {"bad-too-many": "images"}
+TOO_LONG = {"bad-too-many": "length"}  # too many image tokens for the context: a length problem
 REASONS = {
     None: "not valid JSON", "bad-types": "expected list", "bad-task": "unknown task 'comon_object'",
     "bad-no-images": "no images", "bad-degenerate": "degenerate or inverted", "bad-inverted": "degenerate or inverted",
@@ -148,7 +148,7 @@ def test_clean_input_exits_0_with_an_empty_report(data, tmp_path):
 def synthesize(data: Path, out: Path, server: FakeOpenAIServer, *extra: str) -> int:
     # The fake server counts no image tokens: the start-up image-size check may only warn.
     return main(["synthesize", "--data", str(data), "--out", str(out), "--teacher", "openai", "--base-url", server.base_url,
-                 "--teacher-model", "t", "--allow-image-token-mismatch", *extra])
+                 "--teacher-model", "t", "--allow-image-token-mismatch", "--model", "tiny-base", *extra])
 
 
 def item_calls(server: FakeOpenAIServer) -> list:
@@ -198,7 +198,8 @@ def test_score_world(data, tmp_path, capsys):
     rows = [{"id": rid, "text": '{"bbox_2d": [1, 2, 30, 40]}'} for rid in sorted(GOOD_IDS)]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"id": "x", "text": \n')
     out = tmp_path / "score"
-    code = main(["score", "--benchmark", "world", "--data", str(data), "--predictions", str(preds), "--out", str(out)])
+    code = main(["score", "--benchmark", "world", "--data", str(data), "--predictions", str(preds), "--out", str(out),
+                 "--model", "tiny-base"])
     assert code == EXIT_SKIPPED
     report = read_jsonl(out / REPORT_NAME)
     broken_prediction = [r for r in report if r["file"] == str(preds)]
@@ -209,13 +210,15 @@ def test_score_world(data, tmp_path, capsys):
     scores = json.loads((out / "scores.json").read_text())
     assert sum(total for _, total in scores["counts"].values()) == len(GOOD_IDS) + 2  # truncated, too-many
     capsys.readouterr()
-    assert main(["score", "--benchmark", "world", "--data", str(data), "--predictions", str(preds), "--strict"]) == EXIT_STRICT
+    assert main(["score", "--benchmark", "world", "--data", str(data), "--predictions", str(preds), "--strict",
+                 "--model", "tiny-base"]) == EXIT_STRICT
     assert "preds.jsonl:9" in capsys.readouterr().err
 
 
 def _trl_args(data: Path, out: Path) -> list[str]:
+    # One record of this small mixed file is too long on purpose: more than the 5% a stage skips for length.
     return ["--data", str(data), "--output_dir", str(out), "--max_steps", "1", "--per_device_train_batch_size", "2",
-            "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1"]
+            "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1", "--length_skip_limit", "0.2"]
 
 
 def test_sft_skips_bad_records_and_trains_on_the_rest(data, tmp_path, capsys):

@@ -43,7 +43,7 @@ def test_score_qwen25_per_image(tmp_path):
     path = _bench(tmp_path)
     box = convert([20, 10, 100, 50], Space.PIXELS, Space.QWEN25, (200, 100), ImageSizing())
     good = json.dumps({"bbox_2d": [round(v) for v in box]})
-    res = score(path, {"0": good, "1": "<answer>(100,100),(500,500)</answer>", "2": 12345}, Space.QWEN25)
+    res = score(path, {"0": good, "1": "<answer>(100,100),(500,500)</answer>", "2": 12345}, Space.QWEN25, sizing=ImageSizing())
     # item 1 read as resized pixels is a tiny box; a non-string prediction is simply wrong
     assert res["counts"]["val"] == [1, 3]
 

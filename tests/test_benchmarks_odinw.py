@@ -45,7 +45,7 @@ def test_score_mean_over_subsets(tmp_path):
         "PV:0": json.dumps({"bbox_2d": [round(v, 2) for v in q25]}),
         "WS:0": '{"bbox_2d": [0, 0, 10, 10]}',
     }
-    res = score(root, preds, Space.QWEN25)
+    res = score(root, preds, Space.QWEN25, sizing=ImageSizing())
     assert res["tasks"] == {"PV": 100.0, "WS": 0.0} and res["avg"] == 50.0 and res["missing_predictions"] == 1
     single = score(root / "WildfireSmoke" / "valid" / "annotations_without_background.json",
                    {"WS:1": '{"bbox_2d": [500, 0, 1000, 1000]}'}, Space.QWEN2)

@@ -49,8 +49,8 @@ def test_qwen2_and_qwen25_conversion(tmp_path):
     q2 = convert([0, 0, 100, 100], Space.PIXELS, Space.QWEN2, (400, 300))
     q25 = convert([0, 0, 100, 100], Space.PIXELS, Space.QWEN25, (400, 300), ImageSizing())
     assert score(path, {"000000": json.dumps({"bbox_2d": [round(v) for v in q2]})}, Space.QWEN2)["counts"]["val"] == [1, 2]
-    assert score(path, {"000000": json.dumps({"bbox_2d": [round(v) for v in q25]})}, Space.QWEN25)["counts"]["val"] == [1, 2]
-    res = score(path, {"000000": "garbage \u0000 [1e309, 2, 3, 4]"}, Space.QWEN25)
+    assert score(path, {"000000": json.dumps({"bbox_2d": [round(v) for v in q25]})}, Space.QWEN25, sizing=ImageSizing())["counts"]["val"] == [1, 2]
+    res = score(path, {"000000": "garbage \u0000 [1e309, 2, 3, 4]"}, Space.QWEN25, sizing=ImageSizing())
     assert res["counts"]["val"] == [0, 2] and res["missing_predictions"] == 2
 
 

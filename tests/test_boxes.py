@@ -33,12 +33,12 @@ def test_qwen25_boxes_convert_with_their_own_image_size():
 
 
 def test_conversions_by_hand():
-    assert approx(convert([100, 50, 504, 252], Space.QWEN25, Space.PIXELS, (1000, 500)), (100 * 1000 / 1008, 50 * 500 / 504, 500, 250))
+    assert approx(convert([100, 50, 504, 252], Space.QWEN25, Space.PIXELS, (1000, 500), ImageSizing()), (100 * 1000 / 1008, 50 * 500 / 504, 500, 250))
     assert approx(convert([250, 500, 750, 1000], Space.QWEN2, Space.PIXELS, (640, 480)), (160, 240, 480, 480))
     assert approx(convert([160, 240, 480, 480], Space.PIXELS, Space.NORMALIZED, (640, 480)), (0.25, 0.5, 0.75, 1.0))
     assert approx(convert([0.25, 0.5, 0.75, 1.0], Space.NORMALIZED, Space.QWEN2, (640, 480)), (250, 500, 750, 1000))
     # qwen25 -> qwen2 goes through the resized size: 1008x504 for a 1000x500 image
-    assert approx(convert([504, 252, 1008, 504], Space.QWEN25, Space.QWEN2, (1000, 500)), (500, 500, 1000, 1000))
+    assert approx(convert([504, 252, 1008, 504], Space.QWEN25, Space.QWEN2, (1000, 500), ImageSizing()), (500, 500, 1000, 1000))
 
 
 def test_round_trip_all_spaces():
@@ -121,3 +121,10 @@ def test_format_answer_is_parsed_back():
     assert text == '{"image": 2, "bbox_2d": [10, 21, 30, 40]}'
     box = find_boxes(text)[0]
     assert box.bbox == (10, 21, 30, 40) and box.image_index == 1
+
+
+def test_qwen25_boxes_are_never_converted_with_a_guessed_image_setting():
+    import pytest
+
+    with pytest.raises(ValueError, match="image setting"):
+        convert([1, 2, 3, 4], Space.QWEN25, Space.PIXELS, (1920, 1080))

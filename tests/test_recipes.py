@@ -26,7 +26,7 @@ def test_paper_cold_start():
     cfg = parse(SFTStageConfig, "paper/sft.yaml")
     assert cfg.use_lora and cfg.freeze_vision and cfg.cot and cfg.merge
     assert cfg.learning_rate == 1e-4 and cfg.lr_scheduler_type.value == "cosine"
-    assert global_batch(cfg) == 32 and cfg.max_length == 1024
+    assert global_batch(cfg) == 32 and cfg.max_length == 8192 and (cfg.min_pixels, cfg.max_pixels) == (3136, 1003520)
 
 
 def test_paper_answer_only_baseline():

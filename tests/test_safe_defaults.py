@@ -78,7 +78,7 @@ def test_api_key_reaches_no_file_of_a_synthesize_run(tmp_path):
         run = subprocess.run(
             [sys.executable, "-m", "migrl.cli", "synthesize", "--data", str(pool), "--out", str(out), "--teacher", "openai",
              "--base-url", server.base_url, "--teacher-model", "t", "--api-key-env", "MIGRL_TEST_TEACHER_KEY", "--k", "2",
-             "--allow-image-token-mismatch"],
+             "--allow-image-token-mismatch", "--model", "tiny-base"],
             env=env, capture_output=True, text=True, timeout=300,
         )
         sent = [c.headers.get("authorization") for c in server.calls]

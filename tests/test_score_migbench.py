@@ -110,7 +110,8 @@ def test_score_cli_qwen25_converts_per_image(tmp_path):
         {"id": "3", "text": f'{{"image": 1, "bbox_2d": [{0.2 * wa}, {0.2 * ha}, {0.4 * wa}, {0.4 * ha}]}}'},
     ]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = _run_score("--benchmark", "mig-bench", "--data", data, "--predictions", preds, "--coords", "qwen25", "--image-root", tmp_path)
+    result = _run_score("--benchmark", "mig-bench", "--data", data, "--predictions", preds, "--coords", "qwen25", "--image-root", tmp_path,
+                        "--max-pixels", 12845056)
     assert result["tasks"] == {"common_object": 50.0, "group_grounding": 0.0, "region": 100.0}
 
 

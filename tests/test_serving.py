@@ -269,7 +269,7 @@ def test_eval_reject_and_synthesize_send_every_sampling_field(world_test, tiny_b
         assert main(["synthesize", "--teacher", "openai", "--base-url", server.base_url, "--teacher-model", "tiny",
                      "--teacher-processor", str(tiny_base), "--teacher-min-pixels", pixels[0], "--teacher-max-pixels", pixels[1],
                      "--data", str(world_test), "--out", str(tmp_path / "syn"), "--k", "2", "--temperature", "0.6",
-                     "--max-new-tokens", "40"]) == 0
+                     "--max-new-tokens", "40", "--model", "tiny-base"]) == 0
     runs = {"eval": (server.calls[:after_eval], migrls(50, 0.0), None),
             "reject": (server.calls[after_eval:after_reject], migrls(60, 0.8), 3),
             "synthesize": (server.calls[after_reject:], migrls(40, 0.6), 2)}

@@ -54,7 +54,7 @@ PAPER = {"loss_type": "grpo", "num_generations": 8, "temperature": 0.7, "learnin
 @pytest.mark.parametrize("recipe,changed", [
     ("kl_1e-1.yaml", {"beta": 1e-1}), ("kl_1e-2.yaml", {"beta": 1e-2}), ("kl_1e-4.yaml", {"beta": 1e-4}),
     ("kl_1e-5.yaml", {"beta": 1e-5}),
-    ("no_cold_start.yaml", {"model_name_or_path": "/path/to/Qwen2.5-VL-7B-Instruct"}),
+    ("no_cold_start.yaml", {"model_name_or_path": "/path/to/Qwen2.5-VL-7B-Instruct", "max_pixels": 1003520}),  # the base has no budget
     ("no_rejection_sampling.yaml", {"data": "runs/paper/data/rl_pool.jsonl"}),
     ("grpo_after_sft_full.yaml", {"model_name_or_path": "runs/paper/ablations/sft_full",
                                   "data": "runs/paper/ablations/reject_sft_full/rl.jsonl"}),
@@ -72,7 +72,7 @@ def test_full_sft_ablation_is_the_cold_start_without_lora(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     paper, cfg = parse(SFTStageConfig, REPO / "recipes" / "paper" / "sft.yaml"), parse(SFTStageConfig, ABLATIONS / "sft_full.yaml")
     assert paper.use_lora and not cfg.use_lora
-    assert (cfg.learning_rate, cfg.freeze_vision, cfg.cot, cfg.max_length) == (paper.learning_rate, True, True, 1024)
+    assert (cfg.learning_rate, cfg.freeze_vision, cfg.cot, cfg.max_length, cfg.max_pixels) == (paper.learning_rate, True, True, 8192, 1003520)
 
 
 def test_the_paper_sweep_names_every_ablation(monkeypatch):

@@ -66,7 +66,9 @@ def resolve_answer_space(command: str, model: str | os.PathLike | None = None, c
     if coords:
         space = Space(coords)
     elif model:
-        space = family_coords(model)
+        from migrl.models.loading import resolve_model_path
+
+        space = family_coords(resolve_model_path(model))
     else:
         raise OptionError(f"{command}: which coordinates are the answers in? Pass --model FOLDER (the model that wrote "
                           f"them; its config decides) or --coords ({', '.join(s.value for s in Space)})")

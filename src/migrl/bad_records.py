@@ -42,15 +42,16 @@ class OptionError(ValueError):
 LENGTH_DROP_LIMIT = 0.05
 
 
-def check_length_drops(bad: "BadRecords", total: int, settings: str) -> None:
-    """OptionError when over ``LENGTH_DROP_LIMIT`` of ``total`` records were skipped for length;
-    ``settings`` names what to change."""
+def check_length_drops(bad: "BadRecords", total: int, settings: str, limit: float = LENGTH_DROP_LIMIT) -> None:
+    """OptionError when over ``limit`` of ``total`` records were skipped for length; ``settings`` names
+    what to change."""
     too_long = [b for b in bad.items if b.field == LENGTH_FIELD]
-    if total and len(too_long) / total > LENGTH_DROP_LIMIT:
+    if total and len(too_long) / total > limit:
         raise OptionError(
             f"{len(too_long)} of {total} records ({len(too_long) / total:.0%}) are too long "
-            f"(over {LENGTH_DROP_LIMIT:.0%}: the setting, not the data, is wrong); first: {too_long[0]}. "
-            f"Raise {settings}, or lower the image budget (max_pixels), and run again"
+            f"(over {limit:.0%}: the setting, not the data, is wrong); first: {too_long[0]}. "
+            f"Raise {settings}, or lower the image budget (max_pixels), and run again "
+            "(or allow more skips: --length_skip_limit)"
         )
 
 

@@ -44,7 +44,9 @@ def _scale_to_normalized(space: Space, size: tuple[int, int], sizing: ImageSizin
     if space is Space.PIXELS:
         return float(width), float(height)
     if space is Space.QWEN25:
-        rw, rh = (sizing or ImageSizing()).resized(width, height)
+        if sizing is None:  # no silent default: the resized size is the model's, and only its setting gives it
+            raise ValueError("a qwen25 box needs the model's image setting (min/max pixels) to be converted")
+        rw, rh = sizing.resized(width, height)
         return float(rw), float(rh)
     if space is Space.NORMALIZED:
         return 1.0, 1.0

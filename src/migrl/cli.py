@@ -18,10 +18,12 @@ STRICT_HELP = "stop at the first bad record (exit code 4) instead of skipping it
 
 
 def _answer_space(args: argparse.Namespace, command: str, coords: str | None = None):
-    """The space and image setting of the answers a command reads (one rule: ``migrl.answer_space``)."""
+    """The space and image setting of the answers a command reads (one rule: ``migrl.answer_space``);
+    ``coords`` where the command's option has another name (synthesize's --student-coords)."""
     from migrl.answer_space import resolve_answer_space
 
-    return resolve_answer_space(command, args.model, coords or args.coords, args.min_pixels, args.max_pixels)
+    coords = coords or getattr(args, "coords", None)
+    return resolve_answer_space(command, args.model, coords, args.min_pixels, args.max_pixels)
 
 
 def cmd_world(args: argparse.Namespace) -> int:
@@ -176,7 +178,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if args.teacher == "scripted":
         from migrl.engines.scripted import ScriptedTeacher
 
-        teacher = ScriptedTeacher(seed=args.seed, sizing=teacher_sizing, coords=Space(args.teacher_coords))
+        teacher = ScriptedTeacher(seed=args.seed, sizing=teacher_sizing, coords=Space(args.teacher_coords or Space.QWEN25.value))
     elif args.teacher == "openai":
         from migrl.engines.teachers import OpenAITeacher
 
@@ -389,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--tasks", default="", help="comma-separated tasks to use (default: all in the file)")
     y.add_argument("--limit", type=int, default=0)
     y.add_argument("--seed", type=int, default=0)
-    y.add_argument("--teacher-coords", default=Space.QWEN25.value, choices=[s.value for s in Space])
+    y.add_argument("--teacher-coords", default=None, choices=[s.value for s in Space],
+                   help="space of the teacher's boxes (default: --teacher-model's or --teacher-processor's family; "
+                        "else qwen25, the paper's Qwen2.5-VL-72B)")
     y.add_argument("--teacher-min-pixels", type=int, default=3136, help="the teacher's processor setting")
     y.add_argument("--teacher-max-pixels", type=int, default=12845056)
     y.add_argument("--student-coords", default=None, choices=[s.value for s in Space], help="space of the student's targets (default: --model's family)")

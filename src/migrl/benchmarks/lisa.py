@@ -158,7 +158,7 @@ def score(
 ) -> dict[str, Any]:
     """Acc@0.5 of the split; a missing prediction or any failure counts as wrong."""
     loaded = load(data_path, image_root)
-    return score_records(loaded, predictions, Space(coords), root_of(data_path, image_root), sizing or ImageSizing())
+    return score_records(loaded, predictions, Space(coords), root_of(data_path, image_root), sizing)
 
 
 def score_records(

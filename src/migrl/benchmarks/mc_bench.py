@@ -419,7 +419,7 @@ def score(
     subset: str = "paper",
 ) -> dict[str, Any]:
     """Accuracy per prompt style in ``tasks``; ``ap50`` (official) and ``ap50_bugs_fixed``, in percent."""
-    coords, sizing = Space(coords), sizing or ImageSizing()
+    coords = Space(coords)
     try:
         gt, pairs, errors = _read(data_path, subset)
     except ValueError as exc:

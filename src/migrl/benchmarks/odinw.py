@@ -129,7 +129,7 @@ def score(
     sizing: ImageSizing | None = None,
 ) -> dict[str, Any]:
     """Acc@0.5 per subset, mean over subsets; a missing prediction counts as wrong."""
-    coords, sizing = Space(coords), sizing or ImageSizing()
+    coords = Space(coords)
     loaded = load(data_path, image_root)
     path = Path(data_path)
     sizes = ImageSizes(image_root or (path if path.is_dir() else path.parent))

@@ -157,7 +157,7 @@ def score(
     """Acc@0.5 (IoU > 0.5) per split in ``tasks``; Acc@0.75/0.9, mAcc and size buckets as extras, and
     the class-level average when ``category_map`` names the official merge table."""
     table = read_category_map(category_map) if category_map else None
-    coords, sizing = Space(coords), sizing or ImageSizing()
+    coords = Space(coords)
     loaded = load(data_path, image_root)
     sizes = ImageSizes(root_of(data_path, image_root))
     errors, ious, buckets = list(loaded.errors), [], {"small": [], "medium": [], "large": []}

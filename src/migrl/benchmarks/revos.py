@@ -92,4 +92,4 @@ def score(
     """Acc@0.5 on the third frame; a missing prediction or any failure counts as wrong."""
     loaded = load(data_path, image_root)
     root = root_of(data_path, image_root)
-    return score_records(loaded, predictions, Space(coords), root, sizing or ImageSizing(), integer_gt=True)
+    return score_records(loaded, predictions, Space(coords), root, sizing, integer_gt=True)

@@ -4,7 +4,8 @@ It reads the facts the world keeps in ``record.meta`` (the reasoning steps, ever
 box) and answers like a large teacher would: usually right, with a slightly imprecise box, and now
 and then wrong in the ways real teachers are -- the wrong object, the wrong image, a sloppy box, a
 broken format. Error rates grow with task difficulty, so the consistency filter has work to do.
-Answers are deterministic per (seed, record id, sample index).
+Answers are deterministic per (seed, record id, sample index). Records without the world's facts (e.g.
+MGrounding's, from ``migrl prepare``) get a generic two-step chain and every mistake but the wrong object.
 
 It speaks Qwen2.5-VL's space with the *teacher's* image-size setting (by default Qwen2.5-VL's
 released one, which differs from the tiny student's), so synthesis must convert teacher boxes into
@@ -42,6 +43,14 @@ DEFAULT_ERROR_RATE = 0.2
 MISTAKES = ("wrong_object", "wrong_object", "sloppy_box", "wrong_image", "bad_format")
 
 
+def generic_steps(record: Record) -> list[str]:
+    """A chain of thought for records without the world's facts (e.g. MGrounding's): the question, then the
+    image the answer is on, in the world's phrasing, so the same mistakes can be made in it."""
+    n = len(record.images)
+    return [f"The question is about {n} image{'s' if n > 1 else ''}.",
+            f"Locate the object the question describes in image {record.target.image_index + 1}."]
+
+
 @dataclass
 class ScriptedTeacher:
     seed: int = 0
@@ -60,13 +69,14 @@ class ScriptedTeacher:
 
     def answer(self, record: Record, sizes: list[tuple[int, int]], sample: int) -> str:
         rng = self._rng(record.id, sample)
-        steps = list(record.meta["cot"])
         gt = record.target
-        index, box = gt.image_index, list(gt.bbox)
+        index = gt.image_index
+        box = list(gt.bbox) if gt.space == Space.PIXELS.value else list(convert(gt.bbox, gt.space, Space.PIXELS, sizes[index]))
+        steps = list(record.meta["cot"]) if "cot" in record.meta else generic_steps(record)
         mistake = None
         if rng.random() < ERROR_RATES.get(record.task, DEFAULT_ERROR_RATE) * self.error_scale:
             mistake = rng.choice(MISTAKES)
-        if mistake == "wrong_object":
+        if mistake == "wrong_object" and "objects" in record.meta:
             index, box, steps = self._other_object(rng, record, steps, index, box)
         elif mistake == "wrong_image" and len(record.images) > 1:
             index = rng.choice([i for i in range(len(record.images)) if i != index])
@@ -112,8 +122,8 @@ class ScriptedTeacher:
         on_result: Callable[[Record, list[str] | Failure], None],
     ) -> None:
         for record in records:
-            if "cot" not in record.meta or "objects" not in record.meta:
-                on_result(record, Failure("the scripted teacher needs the world's facts in meta (cot, objects)"))
+            if record.target is None:
+                on_result(record, Failure("the scripted teacher answers from the ground-truth box; this record has none"))
                 continue
             sizes = [image_size(resolve_image_path(p, root)) for p in record.images]
             on_result(record, [self.answer(record, sizes, i) for i in range(k)])

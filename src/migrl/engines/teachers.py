@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from migrl.bad_records import OptionError
 from migrl.boxes import Space
 from migrl.engines.hf import HFEngine, Request, SamplingParams
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
@@ -50,6 +51,17 @@ def readable(records: list[Record], root: Path, on_result: OnResult) -> list[Rec
     return good
 
 
+def teacher_coords(args: Any, folder: str | None) -> Space:
+    """--teacher-coords, else the teacher folder's family, else Qwen2.5-VL's (the paper's teacher, 72B)."""
+    if getattr(args, "teacher_coords", None):
+        return Space(args.teacher_coords)
+    if folder:
+        from migrl.answer_space import family_coords
+
+        return family_coords(folder)
+    return Space.QWEN25
+
+
 @dataclass
 class OpenAITeacher:
     engine: OpenAICompatEngine
@@ -80,7 +92,8 @@ class OpenAITeacher:
             processor = load_processor(args.teacher_processor, sizing)
         check_image_tokens(engine, sizing, processor, model_name=args.teacher_model or "TEACHER",
                            strict=not getattr(args, "allow_image_token_mismatch", False))
-        return cls(engine, sizing, Space(args.teacher_coords), args.temperature, args.max_new_tokens)
+        coords = teacher_coords(args, args.teacher_processor if getattr(args, "teacher_processor", None) else None)
+        return cls(engine, sizing, coords, args.temperature, args.max_new_tokens)
 
     def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
         records = readable(records, root, on_result)
@@ -109,10 +122,13 @@ class HFTeacher:
     def from_args(cls, args: Any) -> "HFTeacher":
         from migrl.models.loading import load_model, load_processor
 
-        processor = load_processor(args.teacher_model or None)
-        model = load_model(args.teacher_model or None)
+        if not args.teacher_model:
+            raise OptionError("--teacher hf needs --teacher-model FOLDER (the teacher's model folder)")
+        coords = teacher_coords(args, args.teacher_model)  # before loading: a wrong option fails fast
+        processor = load_processor(args.teacher_model)
+        model = load_model(args.teacher_model)
         engine = HFEngine(model, processor, batch_size=args.concurrency)
-        return cls(engine, ImageSizing.from_processor(processor), Space(args.teacher_coords), args.temperature, args.max_new_tokens)
+        return cls(engine, ImageSizing.from_processor(processor), coords, args.temperature, args.max_new_tokens)
 
     def sample(self, records: list[Record], root: Path, k: int, on_result: OnResult) -> None:
         records = readable(records, root, on_result)

@@ -40,7 +40,6 @@ def score_records(
 ) -> dict[str, Any]:
     """Acc@0.5 per task in percent, with ID / OOD / overall means over tasks; missing predictions are wrong."""
     coords = Space(coords)
-    sizing = sizing or ImageSizing()
     sizes = ImageSizes(root)
     hits: dict[str, int] = {}
     totals: dict[str, int] = {}

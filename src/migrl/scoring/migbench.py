@@ -195,7 +195,7 @@ def score_migbench(
         if text is None:
             continue
         try:
-            pred = predicted_box(text, record, coords, root, sizing or ImageSizing())
+            pred = predicted_box(text, record, coords, root, sizing)
         except ImageError as exc:
             errors.append(f"record {i}: {exc}")
             continue

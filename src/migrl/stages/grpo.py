@@ -25,7 +25,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from migrl.answer_space import family_coords, resolve_sizing
-from migrl.bad_records import BadRecords, check_length_drops
+from migrl.bad_records import LENGTH_DROP_LIMIT, BadRecords, check_length_drops
 from migrl.boxes import Space, parse_answer
 from migrl.engines.hf import folder_sampling_off
 from migrl.engines.serving import check_vllm_rollouts
@@ -65,6 +65,7 @@ class GRPOStageConfig(GRPOConfig):
     rollout_log_count: int = 4
     share_group_compute: bool = field(default=True, metadata={"help": "compute a GRPO group's shared prompt, image features and image processing once, not per rollout (same algorithm; false = TRL's per-rollout path)"})
     allow_image_token_mismatch: bool = field(default=False, metadata={"help": "with use_vllm in server mode: warn instead of stopping when the server counts other image tokens than training"})
+    length_skip_limit: float = field(default=LENGTH_DROP_LIMIT, metadata={"help": "stop before training when more than this share of the records is too long (the length setting is wrong for the data)"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad record instead of skipping it"})
 
 
@@ -214,7 +215,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     dataset, _ = build_dataset(usable, root, processor, cfg, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
-    check_length_drops(bad, len(loaded.records), f"max_prompt_length (now {cfg.max_prompt_length}) or the context")
+    check_length_drops(bad, len(loaded.records), f"max_prompt_length (now {cfg.max_prompt_length}) or the context", cfg.length_skip_limit)
     if dataset is None:
         raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")
     reward_funcs = reward_functions(cfg)

@@ -25,7 +25,7 @@ import torch
 from trl import SFTConfig, SFTTrainer
 
 from migrl.answer_space import RESPONSE_SPACE, family_coords, resolve_sizing
-from migrl.bad_records import BadRecords, check_length_drops
+from migrl.bad_records import LENGTH_DROP_LIMIT, BadRecords, check_length_drops
 from migrl.boxes import Space, format_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
@@ -57,6 +57,7 @@ class SFTStageConfig(SFTConfig):
     coords: str | None = field(default=None, metadata={"help": "space of the answers (answer-only baseline; default: the model folder's family)"})
     min_pixels: int = field(default=0, metadata={"help": "override the model's image-size setting (0 = keep)"})
     max_pixels: int = 0
+    length_skip_limit: float = field(default=LENGTH_DROP_LIMIT, metadata={"help": "stop before training when more than this share of the records is too long (the length setting is wrong for the data)"})
     strict: bool = field(default=False, metadata={"help": "stop at the first bad record instead of skipping it"})
 
 
@@ -212,7 +213,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     records, _ = fit_records(records, root, processor, cfg.max_length, cfg.cot, answers, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
-    check_length_drops(bad, n_candidates, f"max_length (now {cfg.max_length})")
+    check_length_drops(bad, n_candidates, f"max_length (now {cfg.max_length})", cfg.length_skip_limit)
     if not records:
         raise ValueError(f"{cfg.data}: no usable SFT records ({len(errors)} errors; first: {errors[:1]})")
 

@@ -1,0 +1,102 @@
+"""The paper's flow end to end on a released-shaped Qwen2.5-VL-7B-Instruct folder and camera-size pictures:
+MGrounding-format files -> prepare -> synthesize (scripted and hf teacher) -> sft (recipes/paper/sft.yaml)
+-> reject -> grpo (recipes/paper/grpo.yaml, from the SFT output) -> eval -> report.
+
+Only what a 2-core CPU cannot afford is overridden: step counts, batch sizes, GRPO's group size and answer
+length, and the answers' length in generation (random weights never stop by themselves). Every image
+budget, max_length, LoRA and KL setting is the recipes'. Each stage's output is loaded by the next as
+the released folder is, and no good record is dropped on the way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from camera_data import mgrounding_common_object, prepare_recipe, records_file
+from migrl.cli import main
+from migrl.images import ImageSizing
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER = REPO / "recipes" / "paper"
+PAPER_BUDGET = ImageSizing(3136, 1003520)  # recipes/paper/sft.yaml's
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _loads_like_the_release(folder: Path, released: Path) -> None:
+    """A stage's model folder: the released tokenizer and generation settings, the recipe's image budget."""
+    from migrl.engines.serving import local_prompt_tokens, probe_request
+    from migrl.models.loading import load_model, load_processor
+
+    tok = _json(folder / "tokenizer.json")
+    assert tok["truncation"] is None and tok["padding"] is None
+    assert _json(folder / "generation_config.json")["repetition_penalty"] == _json(released / "generation_config.json")["repetition_penalty"]
+    processor, base = load_processor(folder), load_processor(released, PAPER_BUDGET)
+    assert ImageSizing.from_processor(processor) == PAPER_BUDGET
+    probe = probe_request([(1920, 1080), (1280, 720), (640, 480)])  # a served engine's start-up check
+    assert local_prompt_tokens(processor, probe) == local_prompt_tokens(base, probe) > 1024
+    load_model(folder)
+
+
+@pytest.mark.slow
+def test_the_paper_flow_on_a_released_shaped_folder(released_folder, tmp_path):
+    data = tmp_path / "datasets"
+    mgrounding_common_object(data, 12)
+    assert main(["prepare", "--config", str(prepare_recipe(tmp_path, data, coldstart=8, rl="all")),
+                 "--out", str(tmp_path / "data")]) == 0
+    coldstart, pool = tmp_path / "data" / "coldstart.jsonl", tmp_path / "data" / "rl_pool.jsonl"
+    assert len(_lines(coldstart)) == 8 and len(_lines(pool)) == 4
+
+    student = ["--model", str(released_folder), "--max-pixels", str(PAPER_BUDGET.max_pixels)]
+    syn = tmp_path / "synthesize"
+    assert main(["synthesize", "--data", str(coldstart), "--out", str(syn), "--teacher", "scripted", *student]) == 0
+    kept = _lines(syn / "sft.jsonl")
+    assert kept and _json(syn / "stats.json")["asked"] == 8
+    assert all(r["meta"]["response_space"]["max_pixels"] == PAPER_BUDGET.max_pixels for r in kept)
+    hf = tmp_path / "synthesize_hf"  # the released folder as a local teacher (random weights: nothing kept)
+    assert main(["synthesize", "--data", str(coldstart), "--out", str(hf), "--teacher", "hf", "--teacher-model",
+                 str(released_folder), "--k", "2", "--limit", "2", "--max-new-tokens", "8", *student]) == 0
+    assert _json(hf / "stats.json")["asked"] == 2 and not _lines(hf / "bad_records.jsonl")
+
+    sft = tmp_path / "sft"
+    assert main(["sft", "--config", str(PAPER / "sft.yaml"), "--model_name_or_path", str(released_folder),
+                 "--data", str(syn / "sft.jsonl"), "--output_dir", str(sft),
+                 "--max_steps", "2", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1"]) == 0
+    summary = _json(sft / "sft_summary.json")
+    assert summary["records"] == len(kept) and summary["bad_records"]["count"] == 0  # nothing dropped for length
+    _loads_like_the_release(sft, released_folder)
+
+    reject = tmp_path / "reject"
+    assert main(["reject", "--model", str(sft), "--data", str(pool), "--out", str(reject), "--k", "2",
+                 "--max-new-tokens", "8", "--batch-size", "8"]) == 0
+    stats = _json(reject / "stats.json")
+    assert stats["asked"] == 4 and stats["bad_records"]["count"] == 0
+    # Random weights answer every item wrong, so rejection keeps none; GRPO then trains on the pool itself
+    # (the "without rejection sampling" ablation), from the SFT output as in the paper.
+    rl_data = reject / "rl.jsonl" if _lines(reject / "rl.jsonl") else pool
+
+    grpo = tmp_path / "grpo"
+    assert main(["grpo", "--config", str(PAPER / "grpo.yaml"), "--model_name_or_path", str(sft), "--data", str(rl_data),
+                 "--output_dir", str(grpo), "--max_steps", "1", "--per_device_train_batch_size", "2",
+                 "--num_generations", "2", "--gradient_accumulation_steps", "1", "--max_completion_length", "16"]) == 0
+    g = _json(grpo / "grpo_summary.json")
+    assert g["steps"] == 1 and g["records"] == len(_lines(rl_data)) and g["bad_records"]["count"] == 0
+    _loads_like_the_release(grpo, released_folder)
+
+    test = records_file(tmp_path / "test", 4)
+    ev = tmp_path / "eval"
+    assert main(["eval", "--model", str(grpo), "--data", str(test), "--out", str(ev), "--max-new-tokens", "8"]) == 0
+    scores = _json(ev / "scores.json")
+    assert scores["answer_space"] == {"coords": "qwen25", **{"min_pixels": 3136, "max_pixels": PAPER_BUDGET.max_pixels}}
+    assert len(_lines(ev / "predictions.jsonl")) == 4
+    assert main(["report", "--run", f"rl={ev}", "--data", str(test), "--out", str(tmp_path / "report")]) == 0
+    assert "common_object" in (tmp_path / "report" / "report.md").read_text()
