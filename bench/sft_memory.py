@@ -78,10 +78,6 @@ def child(side: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from migrl.models.loading import load_model, load_processor
     from migrl.models.released import cached_released_folder
     from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, MigrlSFTTrainer, freeze_vision, training_dataset
-    from migrl.stages.sft_loss import TrainedPositionsLossMixin
-
-    class MixinSFTTrainer(TrainedPositionsLossMixin, MigrlSFTTrainer):
-        pass
 
     class Steps(TrainerCallback):
         def __init__(self) -> None:
@@ -107,7 +103,7 @@ def child(side: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
                     disable_tqdm=True, dataloader_num_workers=0)
     peft = None if args.full else LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                                              target_modules=LANGUAGE_MODEL_LINEARS, task_type="CAUSAL_LM")
-    cls = SFTTrainer if side == "stock" else MixinSFTTrainer
+    cls = SFTTrainer if side == "stock" else MigrlSFTTrainer  # migrl sft's trainer
     steps = Steps()
     trainer = cls(model=model, args=cfg, train_dataset=training_dataset(records, root, cot=True, answers={}),
                   processing_class=processor, peft_config=peft, callbacks=[steps])

@@ -277,3 +277,19 @@ def test_eval_reject_and_synthesize_send_every_sampling_field(world_test, tiny_b
         assert sampling_sent(probe) == migrls(1, 0.0), stage  # the start-up image-token check
         assert len(asked) == len(read_jsonl(world_test)), stage
         assert all(sampling_sent(c) == expected and c.body.get("n") == n for c in asked), stage
+
+
+def test_no_server_sampling_fields_leaves_vllms_fields_out_for_a_hosted_api(world_test, tiny_base, processors, tmp_path):
+    mine, _ = processors
+    with FakeOpenAIServer(prompt_tokens=processor_prompt_tokens(mine)) as server:
+        assert main(["eval", "--model", str(tiny_base), "--data", str(world_test), "--out", str(tmp_path / "eval"),
+                     "--engine", "openai", "--base-url", server.base_url, "--served-model", "tiny",
+                     "--max-new-tokens", "20", "--no-server-sampling-fields"]) == 0
+        assert main(["synthesize", "--teacher", "openai", "--base-url", server.base_url, "--teacher-model", "tiny",
+                     "--allow-image-token-mismatch", "--data", str(world_test), "--out", str(tmp_path / "syn"), "--k", "1",
+                     "--model", "tiny-base", "--no-server-sampling-fields"]) == 0
+    assert server.calls
+    for call in server.calls:
+        sent = sampling_sent(call)
+        assert sent["top_k"] == sent["min_p"] == sent["repetition_penalty"] == "missing"
+        assert sent["temperature"] != "missing" and sent["top_p"] == 1.0  # the standard fields still go

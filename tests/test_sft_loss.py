@@ -21,13 +21,18 @@ from trl import SFTConfig, SFTTrainer
 from migrl.models.loading import load_model, load_processor
 from migrl.records import GroundTruthBox, Record
 from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, MigrlSFTTrainer, training_dataset
+from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.sft_loss import TrainedPositionsLossMixin
 
 METRICS = ("entropy", "mean_token_accuracy", "num_tokens")
 
 
-class MixinSFTTrainer(TrainedPositionsLossMixin, MigrlSFTTrainer):
-    """What ``MigrlSFTTrainer`` becomes with the mixin (sft.py is changed separately)."""
+MixinSFTTrainer = MigrlSFTTrainer  # the stage's trainer, with the mixin
+assert issubclass(MigrlSFTTrainer, TrainedPositionsLossMixin)
+
+
+class StockSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
+    """The stage's trainer without the mixin: TRL's own loss."""
 
 
 def write_records(root: Path, shapes: list[list[tuple[int, int]]], responses: list[str]) -> list[Record]:
@@ -163,7 +168,7 @@ def test_training_logs_as_stock(tiny_base, sft_records, tmp_path):
     """Two optimizer steps of 2 micro-batches each (the Trainer's own num_items_in_batch): the same
     logged loss, gradient norm and metrics."""
     logs = []
-    for cls in (MigrlSFTTrainer, MixinSFTTrainer):
+    for cls in (StockSFTTrainer, MixinSFTTrainer):
         trainer = make_trainer(cls, tiny_base, *sft_records, tmp_path / cls.__name__, lora=True, max_steps=2,
                                per_device_train_batch_size=1, gradient_accumulation_steps=2, learning_rate=1e-3)
         trainer.train()

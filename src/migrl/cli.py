@@ -236,6 +236,8 @@ def cmd_serve_flags(args: argparse.Namespace) -> int:
 SHARD_HELP = ("INDEX/COUNT, e.g. 0/4: generate only that share of the items into its own log (one job of several); "
               "the same command without --shard merges the shard logs. Under torchrun / accelerate launch the ranks "
               "share the items by themselves and rank 0 merges")
+SERVER_FIELDS_HELP = ("leave vLLM's top_k / min_p / repetition_penalty out of each request (for a hosted API that refuses "
+                      "them); by default they are sent, so a server cannot fill them from the model's generation_config.json")
 MISMATCH_HELP = "warn instead of stopping when a server counts other image tokens than training (it resizes differently)"
 
 
@@ -250,6 +252,7 @@ def add_served_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight per server")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request attempt")
     p.add_argument("--allow-image-token-mismatch", action="store_true", help=MISMATCH_HELP)
+    p.add_argument("--no-server-sampling-fields", action="store_true", help=SERVER_FIELDS_HELP)
 
 
 def remote_config(args: argparse.Namespace):
@@ -261,7 +264,8 @@ def remote_config(args: argparse.Namespace):
         raise SystemExit("--engine openai needs --base-url (one per server)")
     return RemoteConfig(tuple(args.base_url), args.served_model or str(args.model), api_key_env=args.api_key_env,
                         concurrency=args.concurrency, timeout=args.timeout,
-                        allow_image_token_mismatch=args.allow_image_token_mismatch)
+                        allow_image_token_mismatch=args.allow_image_token_mismatch,
+                        server_sampling_fields=not args.no_server_sampling_fields)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -405,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--teacher-processor", default=None,
                    help="a folder with the teacher's processor: the image-token check then counts the whole prompt")
     y.add_argument("--allow-image-token-mismatch", action="store_true", help=MISMATCH_HELP)
+    y.add_argument("--no-server-sampling-fields", action="store_true", help=SERVER_FIELDS_HELP)
     y.add_argument("--shard", default=None, help=SHARD_HELP)
     y.add_argument("--teacher-model", default="", help="model name on the server, or a local folder (teacher hf)")
     y.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")

@@ -174,3 +174,21 @@ def count_item(
         correct = False
     hits[record.task] = hits.get(record.task, 0) + bool(correct)
     return False
+
+
+# How a figure was computed, said beside it (migrl score prints it, the report shows it):
+PROTOCOL_KINDS = (
+    "official",  # the benchmark's official code and its item set
+    "paper subset",  # the official rule on the subset the paper reports (its tasks, subsets or styles)
+    "fixed",  # the official rule with a documented bug fixed (shown beside the official figure)
+    "rule-only",  # the official rule-based extraction, without its LLM judge (cannot run offline)
+)
+
+
+def protocol(kind: str, detail: str, items: int, zero_for_bad_input: int = 0) -> dict[str, Any]:
+    """The ``protocol`` entry of a result: which protocol (``PROTOCOL_KINDS``), what it means in a few words,
+    the denominator (items counted) and how many of them were scored 0 because their input was bad
+    (an annotation without a box, a missing frame: the official code keeps them and scores them 0)."""
+    if kind not in PROTOCOL_KINDS:
+        raise ValueError(f"unknown protocol kind {kind!r}; one of {PROTOCOL_KINDS}")
+    return {"kind": kind, "detail": detail, "items": items, "zero_for_bad_input": zero_for_bad_input}

@@ -83,6 +83,7 @@ class OpenAITeacher:
         config = OpenAIConfig(
             base_url=args.base_url or [DEFAULT_BASE_URL], model=args.teacher_model, api_key_env=args.api_key_env,
             concurrency=args.concurrency, timeout=args.timeout,
+            server_sampling_fields=not getattr(args, "no_server_sampling_fields", False),
         )
         engine = OpenAICompatEngine(config)
         processor = None
