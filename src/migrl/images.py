@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 PATCH_SIZE = 14
 MERGE_SIZE = 2
@@ -40,6 +39,10 @@ class ImageSizing:
 
     def resized(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the image the model sees."""
+        # Imported here, not at the top: transformers' image module takes seconds to import, and every
+        # migrl command (``migrl --help`` too) imports this module.
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
         h, w = smart_resize(height, width, factor=FACTOR, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
         return w, h
 
