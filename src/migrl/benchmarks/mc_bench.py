@@ -9,10 +9,16 @@ Official protocol (read): XuYunqiu/MC-Bench ``eval_mc_bench.py`` ``mcbench_eval`
   then precision at IoU 0.5, all areas, maxDets 100, averaged over recall points > -1, per group,
   weighted by the group's GT count.
 - Accuracy ("image level"): images taken two by two in file order; a pair is right when, for both
-  images, "has a predicted box" equals "has a GT box". No IoU. Per prompt style (Referring /
-  Comparison / Reasoning, from ``mc-bench_v0.2_val.json``) it is the same rule over that style's pairs.
+  images, "has a predicted box" equals "has a GT box". No IoU.
 
-Known bugs, reproduced in ``ap50`` and fixed in ``ap50_bugs_fixed``:
+The paper's Table 4: its style columns (Comparison / Reasoning / Referring, ``text_style`` of
+``mc-bench_v0.2_val.json``) are AP50 -- the count-weighted mean of the three is within about a point of
+its AP50 column on all nine rows, which accuracy is not -- so ``tasks`` holds, per style, the AP50 above
+computed on that style's pairs alone (as if they were the whole file), and ``avg`` (= ``ap50``) the AP50
+of all pairs, the AP50 column itself (no mean of the styles: AP is not additive over pairs). The
+accuracy is kept beside them (``accuracy``, ``accuracy_by_style``).
+
+Known bugs, reproduced in ``tasks`` / ``ap50`` and fixed in ``bugs_fixed`` (its ``avg`` = ``ap50_bugs_fixed``):
 1. pycocotools stores the matched GT id in ``dtm`` and counts ``dtm == 0`` as unmatched, so annotation
    id 0 can never be a true positive. Fixed: GT annotation ids renumbered 1..N.
 2. The re-mapping reloads the predictions from disk inside its loop, so only the last image's mapping
@@ -27,7 +33,9 @@ migrl's side: every box of the answer becomes a detection of ``group 1`` with sc
 names, converted from the model's space to that image's pixels; a box naming no image cannot be placed
 on a pair and is counted in ``unplaced_boxes``. The paper keeps "samples containing one instance per
 image": here, pairs where each image has at most one GT box and the pair has at least one (1,339 of
-2,000 in v0.2); ``subset="all"`` scores every pair (records are only built for pairs with a target).
+2,000 in v0.2): ``protocol`` kind "paper subset"; ``subset="all"`` scores every pair, kind "official"
+(records are only built for pairs with a target: a target-less pair is never asked and counts as
+"nothing found", the right answer for it).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import contextlib
 import copy
 import io
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +53,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from migrl.benchmarks.base import ImageSizes, build_record, read_json, result, root_of, xywh_to_xyxy
+from migrl.benchmarks.base import ImageSizes, build_record, protocol, read_json, result, root_of, xywh_to_xyxy
 from migrl.boxes import Space, convert, parse_answer
 from migrl.images import ImageError, ImageSizing
 from migrl.records import LoadReport, RecordError
@@ -367,30 +376,52 @@ def _regroup(coco: COCO, dets: list[dict[str, Any]], fixed: bool) -> list[dict[s
     return out
 
 
-def weighted_ap50(gt: dict[str, Any], dets: list[dict[str, Any]], fixed: bool) -> float:
+@dataclass(frozen=True)
+class Ap50:
+    """One ``mcbench_eval(eval_type='instance')`` figure: the weighted AP50 (0..1), the detections it
+    counts as true positives at IoU 0.5 (``dtm != 0``, as ``accumulate`` counts them) and the GT boxes."""
+
+    ap: float
+    true_positives: int
+    gt_boxes: int
+
+
+def _final_eval(coco: COCO, dets: list[dict[str, Any]], fixed: bool) -> COCOeval:
+    ev = COCOeval(coco, _quiet(coco.loadRes, _regroup(coco, dets, fixed)), "bbox")
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    return ev
+
+
+def _true_positives(ev: COCOeval) -> int:
+    """Detections matched at IoU 0.5, area 'all', maxDets 100; a match to GT id 0 is none (bug 1), as in AP."""
+    all_area = ev.params.areaRng[0]
+    return int(sum(
+        np.sum((e["dtMatches"][0] != 0) & ~e["dtIgnore"][0].astype(bool))
+        for e in ev.evalImgs if e is not None and e["aRng"] == all_area
+    ))
+
+
+def instance_ap50(gt: dict[str, Any], dets: list[dict[str, Any]], fixed: bool) -> Ap50:
     """``mcbench_eval(eval_type='instance')``; ``fixed`` renumbers GT ids and keeps every mapping."""
     if fixed:
         gt = {**gt, "annotations": [{**a, "id": k + 1} for k, a in enumerate(gt["annotations"])]}
     coco = _coco(gt)
     total_gt = len(coco.getAnnIds())
     if not dets or not total_gt:
-        return 0.0  # the official code fails on an empty result list and divides by zero without GT
-    regrouped = _regroup(coco, dets, fixed)
-    ev = COCOeval(coco, _quiet(coco.loadRes, regrouped), "bbox")
-    _quiet(ev.evaluate)
-    _quiet(ev.accumulate)
-    precision = ev.eval["precision"]
+        return Ap50(0.0, 0, total_gt)  # the official code fails on an empty result list and divides by zero without GT
+    ev = _final_eval(coco, dets, fixed)
     ap = 0.0
     for k, cat in enumerate(coco.getCatIds()):
-        p = precision[0, :, k, 0, 2]
+        p = ev.eval["precision"][0, :, k, 0, 2]  # IoU 0.5, every recall point, area 'all', maxDets 100
         valid = p[p > -1]
         if valid.size:
             ap += len(coco.getAnnIds(catIds=[cat])) / total_gt * float(np.mean(valid))
-    return ap
+    return Ap50(ap, _true_positives(ev), total_gt)
 
 
 # ---------------------------------------------------------------------------------------------
-# mcbench_eval, image level, and the result
+# mcbench_eval, image level
 
 
 def pair_accuracy(
@@ -410,6 +441,53 @@ def pair_accuracy(
     return hits, totals
 
 
+# ---------------------------------------------------------------------------------------------
+# The result: AP50 per prompt style (Table 4's columns) and over all pairs (its AP50 column)
+
+SUBSETS = ("paper", "all")
+
+
+def _percent(x: float) -> float:
+    return round(100.0 * x, 2)
+
+
+def ap50_figures(gt: dict[str, Any], pairs: dict[int, dict[str, Any]], dets: list[dict[str, Any]], fixed: bool) -> dict[str, Any]:
+    """``tasks``: AP50 of each style's pairs, scored as a file of their own; ``avg``: AP50 of all pairs;
+    ``counts``: [true positives, GT boxes] per style (AP50 has no hits out of items)."""
+    tasks: dict[str, float] = {}
+    counts: dict[str, list[int]] = {}
+    for style in sorted({p["style"] for p in pairs.values()}):
+        keep = {pid for pid, p in pairs.items() if p["style"] == style}
+        part = restrict(gt, pairs, keep)
+        images = {im["id"] for im in part["images"]}
+        figure = instance_ap50(part, [d for d in dets if d["image_id"] in images], fixed)
+        tasks[style] = _percent(figure.ap)
+        counts[style] = [figure.true_positives, figure.gt_boxes]
+    return {"tasks": tasks, "avg": _percent(instance_ap50(gt, dets, fixed).ap), "counts": counts}
+
+
+_SELECTION = {
+    "paper": "the pairs with at most one GT box per image and at least one in the pair (the paper: 'samples "
+             "containing one instance per image')",
+    "all": "every pair of the file",
+}
+_RULE = ("eval_mc_bench.py mcbench_eval, instance level (pycocotools AP at IoU 0.5 per target group, weighted by "
+         "the group's GT count, after the official group re-mapping)")
+_FIXED = "annotation id 0 able to match (GT ids renumbered 1..N) and every pair's group re-mapping kept"
+
+
+def _protocols(subset: str, pairs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    where = _SELECTION[subset]
+    main = protocol(
+        "paper subset" if subset == "paper" else "official",
+        f"{_RULE}, with its two bugs, on {where}; tasks: each prompt style's pairs scored alone (Table 4's style "
+        f"columns); avg = ap50: all of them (Table 4's AP50 column); beside it 'bugs_fixed' ({_FIXED})",
+        pairs,
+    )
+    fixed = protocol("fixed", f"as 'protocol', with {_FIXED}", pairs)
+    return main, fixed
+
+
 def score(
     data_path: str | Path,
     predictions: dict[str, str],
@@ -418,7 +496,11 @@ def score(
     sizing: ImageSizing | None = None,
     subset: str = "paper",
 ) -> dict[str, Any]:
-    """Accuracy per prompt style in ``tasks``; ``ap50`` (official) and ``ap50_bugs_fixed``, in percent."""
+    """AP50 per prompt style in ``tasks`` and over all pairs in ``avg`` (= ``ap50``), in percent, on the paper's
+    pairs (``subset="all"``: every pair); the bug-fixed figures under ``bugs_fixed`` (and ``ap50_bugs_fixed``);
+    the image-level accuracy in ``accuracy`` and ``accuracy_by_style``."""
+    if subset not in SUBSETS:
+        raise ValueError(f"MC-Bench subset {subset!r}: expected one of {SUBSETS}")
     coords = Space(coords)
     try:
         gt, pairs, errors = _read(data_path, subset)
@@ -426,10 +508,22 @@ def score(
         raise RecordError(str(data_path), "<file>", f"cannot read MC-Bench annotations: {exc}") from None
     files = {im["id"]: im["file_name"] for im in gt["images"]}
     dets, unplaced = detections(pairs, files, predictions, coords, ImageSizes(root_of(data_path, image_root)), sizing, errors)
+    official = ap50_figures(gt, pairs, dets, fixed=False)
+    fixed = ap50_figures(gt, pairs, dets, fixed=True)
+    main_protocol, fixed_protocol = _protocols(subset, len(pairs))
+    out: dict[str, Any] = {
+        **official, "id_avg": official["avg"], "ood_avg": None,  # no in-/out-of-domain split: id_avg is avg
+        "missing_predictions": sum(str(pid) not in predictions for pid in pairs),
+    }
+    if errors:
+        out["errors"] = errors
     hits, totals = pair_accuracy(gt, pairs, dets)
-    out = result(hits, totals, sum(str(pid) not in predictions for pid in pairs), errors)
-    out["accuracy"] = round(100.0 * sum(hits.values()) / max(sum(totals.values()), 1), 2)
-    out["ap50"] = round(100.0 * weighted_ap50(gt, dets, fixed=False), 2)
-    out["ap50_bugs_fixed"] = round(100.0 * weighted_ap50(gt, dets, fixed=True), 2)
-    out.update(pairs=len(pairs), subset=subset, unplaced_boxes=unplaced)
+    accuracy = result(hits, totals, 0)
+    out.update(
+        protocol=main_protocol, ap50=official["avg"], ap50_bugs_fixed=fixed["avg"],
+        bugs_fixed={**fixed, "protocol": fixed_protocol},
+        accuracy=_percent(sum(hits.values()) / max(sum(totals.values()), 1)),
+        accuracy_by_style=accuracy["tasks"], accuracy_counts=accuracy["counts"],
+        pairs=len(pairs), subset=subset, unplaced_boxes=unplaced,
+    )
     return out
