@@ -1,14 +1,22 @@
 """ODinW as single-box grounding, the paper's way (Sec. 4.1, Table 7).
 
 There is no official single-box protocol: ODinW's own metric is COCO mAP (GLIP ``configs/odinw_35``,
-mmdetection ``configs/odinw``, whose dataset lists give the files read here:
-``<Dataset>/.../valid/annotations_without_background.json``, COCO format, xywh pixels). The paper keeps
+mmdetection ``configs/odinw``, whose dataset lists give the layout read here:
+``odinw/<Dataset>[/<variant>]/valid/annotations_without_background.json``, or
+``.../export/val_annotations_without_background.json``; COCO format, xywh pixels). The paper keeps
 the images with exactly ONE box, asks for that box by its category name, and reports Acc@0.5 per
-subset and the plain mean of the five. IoU >= 0.5 (migrl's and MIG-Bench's rule).
+subset and the plain mean of five. IoU >= 0.5 (migrl's and MIG-Bench's rule).
 
-Subsets: Oxford Pets (OP), Pascal VOC (PV), Wildfire Smoke (WS), Open Poetry Vision (OPV), Vector
-(Vec). ODinW-35 has no dataset named "Vector"; mapping Vec to ``VehiclesOpenImages`` is a guess,
-and any other folder is scored under its own name.
+Subsets: every dataset folder is its own subset, with its own ids (``<subset>:<COCO image id>``), so
+two variants of one dataset (``OxfordPets/by-breed`` and ``OxfordPets/by-species`` share their images)
+never share an id or a prediction. The paper's five carry its short names: Oxford Pets (OP), Pascal
+VOC (PV), Wildfire Smoke (WS), Open Poetry Vision (OPV), Vector (Vec); by default ``avg`` is their
+mean and every other subset is scored and shown outside it (``subsets="all"``: the mean of all).
+
+- OP is ``OxfordPets/by-breed``: neither the paper nor GLIP says which variant; the paper presents
+  ODinW as "rare object categories" (breeds are, "cat"/"dog" are not) and both configs list by-breed
+  first. ``OxfordPets/by-species`` is scored under that name, so the other reading is one number away.
+- Vec: ODinW-35 has no dataset named "Vector"; ``VehiclesOpenImages`` is a guess.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from migrl.benchmarks.base import (
     count_item,
     model_box,
     number_list,
+    protocol,
     read_json,
     result,
     xywh_to_xyxy,
@@ -29,25 +38,71 @@ from migrl.benchmarks.base import (
 from migrl.boxes import Space, iou
 from migrl.images import ImageSizing
 from migrl.records import LoadReport, Record, RecordError
+from migrl.scoring.summary import mean
 
+PAPER_COLUMNS = ("OP", "PV", "WS", "OPV", "Vec")  # Table 7's order
+# The paper's five by their ODinW-35 folders; the shorter keys are the same datasets laid out without
+# the variant folder (ODinW-35 releases each of these with a single variant).
 PAPER_SUBSETS = {
+    "OxfordPets/by-breed": "OP",
     "OxfordPets": "OP",
     "PascalVOC": "PV",
     "WildfireSmoke": "WS",
+    "openPoetryVision/512x512": "OPV",
     "openPoetryVision": "OPV",
-    "VehiclesOpenImages": "Vec",  # a guess: the paper's "Vector" is not an ODinW-35 name
+    "VehiclesOpenImages/416x416": "Vec",  # a guess: the paper's "Vector" is not an ODinW-35 name
+    "VehiclesOpenImages": "Vec",
 }
 ANNOTATION_FILE = "annotations_without_background.json"
+SUBSET_CHOICES = ("paper", "all")
 
 
-def subset_name(ann_path: Path, root: Path | None) -> str:
-    """The paper's short name when a known dataset folder is on the path, else the dataset folder."""
-    for part in ann_path.parts:
-        if part in PAPER_SUBSETS:
-            return PAPER_SUBSETS[part]
-    if root is not None and ann_path.parent != root:
-        return ann_path.relative_to(root).parts[0]
-    return ann_path.parent.parent.name if ann_path.parent.name == "valid" else ann_path.parent.name
+def dataset_folder(ann_path: Path) -> Path:
+    """The folder that is one ODinW dataset: above ``valid/``, or holding ``val_annotations...``."""
+    if ann_path.name == ANNOTATION_FILE and ann_path.parent.name == "valid":
+        return ann_path.parent.parent
+    return ann_path.parent
+
+
+def _paper_match(folder: Path) -> tuple[str, int] | None:
+    """The paper's short name when the folder path ends with one of its datasets' folders, and how
+    many folders the match took (the released ``OxfordPets/by-breed`` beats a bare ``OxfordPets``)."""
+    parts = folder.resolve().parts
+    for key in sorted(PAPER_SUBSETS, key=len, reverse=True):
+        tail = tuple(key.split("/"))
+        if parts[-len(tail):] == tail:
+            return PAPER_SUBSETS[key], len(tail)
+    return None
+
+
+def _folder_key(folder: Path, root: Path | None) -> str:
+    """The folder's name as a subset: its path under the data folder (or under an ``odinw`` folder)."""
+    folder = folder.resolve()
+    if root is not None and folder != root.resolve() and folder.is_relative_to(root.resolve()):
+        return folder.relative_to(root.resolve()).as_posix()
+    parts = folder.parts
+    above = [i for i, p in enumerate(parts) if p.lower() == "odinw"]
+    if above and above[-1] < len(parts) - 1:
+        return "/".join(parts[above[-1] + 1:])
+    return folder.name
+
+
+def subset_names(files: list[Path], root: Path | None, errors: list[str]) -> dict[Path, str]:
+    """One unique subset name per annotation file: the paper's short name, else the folder's key.
+
+    When two folders match one short name (``OxfordPets/valid`` beside ``OxfordPets/by-breed/valid``),
+    the more specific match takes it and the other keeps its folder key, reported: no two share ids."""
+    names = {ann: _folder_key(dataset_folder(ann), root) for ann in files}
+    matches = {ann: m for ann in files if (m := _paper_match(dataset_folder(ann)))}
+    taken: dict[str, Path] = {}
+    for ann in sorted(matches, key=lambda a: -matches[a][1]):
+        short = matches[ann][0]
+        if short in taken:
+            errors.append(f"{ann}: {taken[short]} is already subset {short!r}; this one is scored as {names[ann]!r}")
+            continue
+        taken[short] = ann
+        names[ann] = short
+    return names
 
 
 def _load_subset(ann_path: Path, subset: str, image_prefix: str, report: LoadReport) -> None:
@@ -102,7 +157,7 @@ def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadRep
     """One ``annotations_without_background.json``, or a folder holding the subsets' ``valid`` splits.
 
     Image paths are relative to ``data_path`` (the folder) or to the annotation file's folder; ids are
-    ``<subset>:<COCO image id>``.
+    ``<subset>:<COCO image id>``, the subset unique per dataset folder (``subset_names``).
     """
     path = Path(data_path)
     root = path if path.is_dir() else path.parent
@@ -110,9 +165,10 @@ def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadRep
     files = annotation_files(path)
     if not files:
         report.errors.append(f"{path}: no {ANNOTATION_FILE} under a 'valid' folder")
+    names = subset_names(files, None if path.is_file() else root, report.errors)
     for ann in files:
         prefix = "" if path.is_file() else f"{ann.parent.relative_to(root).as_posix()}/"
-        _load_subset(ann, subset_name(ann, None if path.is_file() else root), prefix, report)
+        _load_subset(ann, names[ann], prefix, report)
     return report
 
 
@@ -121,14 +177,41 @@ def hit(text: str, record: Record, coords: Space, sizes: ImageSizes, sizing: Ima
     return pred is not None and iou(pred, record.boxes[0].bbox) >= 0.5
 
 
+def _averaged(out: dict[str, Any], subsets: str, unreadable: dict[str, int]) -> None:
+    """``avg`` over the paper's five (default) or over every subset, labelled in ``protocol``; the mean
+    is of the unrounded accuracies (only what is shown is rounded)."""
+    tasks, counts = out["tasks"], out["counts"]
+    if subsets == "paper":
+        kept = [t for t in PAPER_COLUMNS if t in tasks]
+        absent = [t for t in PAPER_COLUMNS if t not in tasks]
+        detail = ("Acc@0.5 (IoU >= 0.5) on the single-box valid images; avg = mean of the paper's five (Table 7): "
+                  "OP = OxfordPets/by-breed, PV, WS, OPV, Vec = VehiclesOpenImages (a guess for 'Vector')"
+                  + (f"; not found: {', '.join(absent)}" if absent else "")
+                  + ("; other subsets shown, not averaged" if len(kept) < len(tasks) else ""))
+        if absent:
+            out["missing_subsets"] = absent
+    else:
+        kept = list(tasks)
+        detail = (f"Acc@0.5 (IoU >= 0.5) on the single-box valid images; avg = mean of all {len(kept)} "
+                  "subsets found, not Table 7's five")
+    out["avg"] = out["id_avg"] = mean(100 * counts[t][0] / counts[t][1] for t in kept)
+    out["averaged"] = kept
+    out["protocol"] = protocol("paper subset", detail, sum(counts[t][1] for t in kept),
+                               sum(unreadable.get(t, 0) for t in kept))
+
+
 def score(
     data_path: str | Path,
     predictions: dict[str, str],
     coords: Space | str = Space.QWEN25,
     image_root: str | Path | None = None,
     sizing: ImageSizing | None = None,
+    subsets: str = "paper",
 ) -> dict[str, Any]:
-    """Acc@0.5 per subset, mean over subsets; a missing prediction counts as wrong."""
+    """Acc@0.5 per subset (every subset found); ``avg`` the mean of the paper's five, or of all with
+    ``subsets="all"``; a missing prediction counts as wrong."""
+    if subsets not in SUBSET_CHOICES:
+        raise ValueError(f"subsets must be one of {SUBSET_CHOICES}, not {subsets!r}")
     coords = Space(coords)
     loaded = load(data_path, image_root)
     path = Path(data_path)
@@ -137,7 +220,13 @@ def score(
     totals: dict[str, int] = {}
     errors = list(loaded.errors)
     missing = 0
+    unreadable: dict[str, int] = {}  # images whose size could not be read: scored 0, kept
     for record in loaded.records:
         judge = lambda text, r=record: hit(text, r, coords, sizes, sizing)  # noqa: E731
+        before = len(errors)
         missing += count_item(record, predictions, judge, hits, totals, errors)
-    return result(hits, totals, missing, errors)
+        if len(errors) > before:
+            unreadable[record.task] = unreadable.get(record.task, 0) + 1
+    out = result(hits, totals, missing, errors)
+    _averaged(out, subsets, unreadable)
+    return out
