@@ -139,7 +139,7 @@ def test_synthesize_killed_at_several_points(tmp_path):
         def cmd(out: Path) -> list[str]:
             return [*MIGRL, "synthesize", "--data", str(pool), "--out", str(out), "--teacher", "openai", "--base-url",
                     server.base_url, "--teacher-model", "t", "--concurrency", "2", "--max-new-tokens", "256",
-                    "--allow-image-token-mismatch"]
+                    "--allow-image-token-mismatch", "--model", "tiny-base"]
 
         subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True)
         for at in (1, 12, 30, 47, 48):
