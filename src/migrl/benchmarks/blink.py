@@ -35,7 +35,7 @@ from migrl.benchmarks.base import protocol, read_json, require, result
 from migrl.benchmarks.zero import ZERO_KEY, Scan, ZeroItem, count_zeros, zero_entries
 from migrl.boxes import Space
 from migrl.images import ImageSizing
-from migrl.records import LoadReport, Record, RecordError, record_from_dict
+from migrl.records import LoadReport, RecordError, record_from_dict
 from migrl.scoring.migbench import answer_part
 
 PAPER_SUBTASKS = (
@@ -119,27 +119,6 @@ def scan(data_path: str | Path, paper_subtasks: bool = True) -> Scan:
 def load(data_path: str | Path, image_root: str | Path | None = None, paper_subtasks: bool = True) -> LoadReport:
     """Items of the paper's seven subtasks (all 14 with ``paper_subtasks=False``); ids are ``idx``."""
     return scan(data_path, paper_subtasks).report
-
-
-def score_choices(
-    records: list[Record], predictions: dict[str, str], extract, errors: list[str]
-) -> dict[str, Any]:
-    """Exact-match accuracy per task, mean over tasks; None from ``extract`` = the judge's case (wrong)."""
-    hits: dict[str, int] = {}
-    totals: dict[str, int] = {}
-    missing = judge_needed = 0
-    for record in records:
-        totals[record.task] = totals.get(record.task, 0) + 1
-        text = predictions.get(record.id)
-        if text is None:
-            missing += 1
-            continue
-        choice = extract(answer_part(text) if isinstance(text, str) else "", record)
-        judge_needed += choice is None
-        hits[record.task] = hits.get(record.task, 0) + (choice is not None and choice == record.answer)
-    out = result(hits, totals, missing, errors)
-    out.update(rule_only=True, judge_needed=judge_needed)
-    return out
 
 
 def read_choice(text: Any, n_choices: int) -> tuple[str | None, str]:
