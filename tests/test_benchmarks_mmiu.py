@@ -108,11 +108,15 @@ _FOUR_TYPES = ("2D-spatial", "High-level-obj-semantic", "High-level-sub-semantic
 
 
 def _official_choice(prediction):
-    """evaluate.py process_data written again (None: it would ask GPT-4o-mini), after the documented
-    <answer> extension."""
-    if "<answer>" in prediction:
-        rest = prediction.split("<answer>", 1)[1]
-        prediction = rest.split("</answer>", 1)[0] if "</answer>" in rest else prediction
+    """evaluate.py process_data written again (None: it would ask GPT-4o-mini); where it would, the
+    documented extension reads the <answer> part instead."""
+    choice = _process_data(prediction)
+    if choice is None and "<answer>" in prediction and "</answer>" in prediction.split("<answer>", 1)[1]:
+        choice = _process_data(prediction.split("<answer>", 1)[1].split("</answer>", 1)[0])
+    return choice
+
+
+def _process_data(prediction):
     prediction = prediction.strip()
     if prediction in ("image none", "model error or image error", "image error", "model error", ""):
         return "Z"
@@ -180,7 +184,7 @@ def test_differential_against_the_official_rule_on_table_8s_tasks(tmp_path):
     assert res["avg"] == round(sum(paper.values()) / 19, 2)
     assert res["folders"] == {t: round(100 * right[t] / n, 2) for t, n in sorted(count.items()) if abbr[t]}
     assert res["protocol"]["kind"] == "paper subset" and res["protocol"]["items"] == sum(n for _, n in pooled.values())
-    assert "missing_tasks" not in res and 0 < res["judge_needed"]
+    assert "missing_tasks" not in res and 0 < res["judge_needed"] and 0 < res["judge_stand_in"]
     folder_acc = {t: 100 * right[t] / n for t, n in count.items()}
     types = score(path, texts, Space.QWEN25, tasks="types")
     four = [t for t in folder_acc if rel[t] in _FOUR_TYPES]
@@ -209,7 +213,7 @@ def test_the_official_rule_on_hand_checked_items(tmp_path):
     assert res["tasks"] == {"FD": 50.0, "JPS": 100.0} and res["counts"] == {"FD": [2, 4], "JPS": [1, 1]}
     assert res["folders"] == {"forensic_detection_blink": 100.0, "forensic_detection_forgerynet": 33.33,
                               "jigsaw_puzzle_solving": 100.0}
-    assert (res["sem"], res["spa"], res["judge_needed"]) == (50.0, 100.0, 1)
+    assert (res["sem"], res["spa"], res["judge_needed"], res["judge_stand_in"]) == (50.0, 100.0, 1, 1)
     assert len(res["missing_tasks"]) == 17 and "not found: ISTE" in res["protocol"]["detail"]
 
 

@@ -8,7 +8,9 @@ leading/trailing ``.,()``; a single letter ``a``..``n`` (any case) is the choice
 the GPT-4o-mini judge. Offline the judge's case counts as WRONG and is tallied in ``judge_needed``: the
 figure is ``rule_only``. ``evaluate_correct.py``: an item whose gold ``output`` is null is skipped
 (not counted); correct when ``choice.strip().lower()`` is a SUBSTRING of ``output.strip().lower()``.
-Documented extension, as for BLINK: when the text has ``<answer>...</answer>``, that part is read.
+Documented extension, as for BLINK: the rule reads the WHOLE answer first, as the official code does;
+only where that leaves the judge's case, the same rule on the ``<answer>...</answer>`` part stands in
+for the judge (``judge_stand_in``), so no answer the official rule decides is decided otherwise.
 
 Tasks scored (``score(..., tasks=...)``):
 
@@ -164,28 +166,36 @@ def load(data_path: str | Path, image_root: str | Path | None = None, paper_type
     return report
 
 
-def _is_right(record: Record, text: Any) -> bool | None:
-    """Correct or not by the rule; None where the official code asks its judge (wrong offline)."""
-    choice = extract_choice(answer_part(text) if isinstance(text, str) else "")
-    return None if choice is None else is_correct(choice, record.answer or "")
+def _is_right(record: Record, text: Any) -> tuple[bool | None, bool]:
+    """Correct or not by the rule (None: the official code asks its judge, wrong offline), and whether
+    the ``<answer>`` part stood in for the judge."""
+    text = text if isinstance(text, str) else ""
+    choice, stand_in = extract_choice(text), False
+    if choice is None and answer_part(text) != text:  # the judge's case: a reasoning model's tag
+        choice = extract_choice(answer_part(text))
+        stand_in = choice is not None
+    return (None if choice is None else is_correct(choice, record.answer or "")), stand_in
 
 
 def _tally(records: list[Record], predictions: dict[str, str], task_of: Callable[[Record], str]
-           ) -> tuple[dict[str, int], dict[str, int], int, int]:
-    """Hits and items per task (``task_of``), missing predictions, and the judge's cases."""
+           ) -> tuple[dict[str, int], dict[str, int], int, dict[str, int]]:
+    """Hits and items per task (``task_of``), missing predictions, and how many answers were the
+    judge's (``judge``) or read from the ``<answer>`` part in its stead (``stand-in``)."""
     hits: dict[str, int] = {}
     totals: dict[str, int] = {}
-    missing = judge_needed = 0
+    missing = 0
+    ways = {"judge": 0, "stand-in": 0}
     for record in records:
         task = task_of(record)
         totals[task] = totals.get(task, 0) + 1
         if record.id not in predictions:
             missing += 1
             continue
-        right = _is_right(record, predictions[record.id])
-        judge_needed += right is None
+        right, stand_in = _is_right(record, predictions[record.id])
+        ways["judge"] += right is None
+        ways["stand-in"] += stand_in
         hits[task] = hits.get(task, 0) + bool(right)
-    return hits, totals, missing, judge_needed
+    return hits, totals, missing, ways
 
 
 def _mean_of(counts: dict[str, list[int]], tasks: Iterable[str]) -> float | None:
@@ -221,21 +231,23 @@ def score(
     else:
         task_of = lambda r: r.task  # noqa: E731
         group_of = {r.task: paper_group(r.meta["relation_type"]) for r in records}
-    hits, totals, missing, judge_needed = _tally(records, predictions, task_of)
+    hits, totals, missing, ways = _tally(records, predictions, task_of)
     out = result(hits, totals, missing, loaded.errors)
     counts = out["counts"]
     out["avg"] = out["id_avg"] = _mean_of(counts, counts)
     out["sem"] = _mean_of(counts, [t for t in counts if group_of.get(t) == SEMANTIC])
     out["spa"] = _mean_of(counts, [t for t in counts if group_of.get(t) == SPATIAL])
-    out.update(rule_only=True, judge_needed=judge_needed, folders=_folder_figures(records, predictions))
-    _label(out, tasks, judge_needed)
+    out.update(rule_only=True, judge_needed=ways["judge"], judge_stand_in=ways["stand-in"],
+               folders=_folder_figures(records, predictions))
+    _label(out, tasks, ways)
     return out
 
 
-def _label(out: dict[str, Any], tasks: str, judge_needed: int) -> None:
+def _label(out: dict[str, Any], tasks: str, ways: dict[str, int]) -> None:
     """The ``protocol`` entry: which tasks the figures are over, and that they are rule-only."""
     items = sum(n for _, n in out["counts"].values())
-    judge = f"rule-only: {judge_needed} answers the GPT-4o-mini judge would read count as wrong"
+    judge = (f"rule-only: of the answers the GPT-4o-mini judge would read, {ways['stand-in']} read from "
+             f"<answer>, {ways['judge']} count as wrong")
     if tasks == "paper":
         absent = [t for t in PAPER_TASKS if t not in out["counts"]]
         if absent:
