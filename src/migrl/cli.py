@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from migrl.bad_records import EXIT_STRICT, OptionError, exit_code
 from migrl.boxes import Space
@@ -77,6 +79,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from migrl.bad_records import BadRecords
     from migrl.scoring.predictions import read_predictions
 
+    from migrl.records import require_file
+
+    require_file(args.data, "--data")
+    require_file(args.predictions, "--predictions")
     space = _answer_space(args, "migrl score")  # before reading anything: a missing setting is the user's to give
     coords, sizing = space.coords, space.sizing
 
@@ -168,6 +174,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     from migrl.images import ImageSizing
     from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
+    from migrl.records import require_file
+
+    require_file(args.data, "--data")
     student = _answer_space(args, "migrl synthesize", args.student_coords)  # checked before the teacher starts
 
     cfg = SynthesizeConfig(
@@ -303,8 +312,17 @@ COORDS_HELP = "space of the model's numbers (default: the model folder's family 
 CATEGORY_MAP_HELP = "Ref-L4: the official ref_l4/evaluation.py (its refcoco->o365 table) or a JSON of it; adds the class-level average"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without prefix matching: ``--limit 10`` must not be taken as ``--limit-per-task 10``.
+    Subcommand parsers are made of this class too (argparse uses the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="migrl", description=__doc__)
+    p = Parser(prog="migrl", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("sft", help="cold-start SFT (LoRA, frozen vision, merge): migrl sft --config recipes/demo/sft.yaml [--field value ...]")
     sub.add_parser("grpo", help="GRPO with IoU + format rewards: migrl grpo --config recipes/demo/grpo.yaml [--field value ...]")
@@ -487,9 +505,36 @@ def cpu_overrides(argv: list[str]) -> list[str]:
     return argv + ["--use_cpu", "true", "--bf16", "false", "--fp16", "false", "--gradient_checkpointing", "false"]
 
 
-def run_trl_stage(stage: str, argv: list[str]) -> int:
+def parse_recipe(config_class: type, prog: str, argv: list[str]) -> Any:
+    """TRL's parser (YAML recipe + command-line overrides, no prefix matching); a field it does not know
+    becomes one line naming the nearest real one."""
+    import difflib
+    import re
+
     from trl import TrlParser
 
+    try:
+        (cfg,) = TrlParser(dataclass_types=[config_class], prog=prog, allow_abbrev=False).parse_args_and_config(args=argv)
+    except ValueError as exc:
+        known_message = "Unknown arguments" in str(exc) or "not used by the HfArgumentParser" in str(exc)
+        unknown = re.findall(r"'--([A-Za-z0-9_\-]+)'", str(exc)) if known_message else []
+        if not unknown:
+            raise
+        fields = [f.name for f in dataclasses.fields(config_class)]
+        hints = []
+        for name in unknown:
+            near = difflib.get_close_matches(name, fields, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        raise OptionError(f"{prog}: unknown recipe field(s) {', '.join(hints)}; `{prog} --help` lists the fields") from None
+    return cfg
+
+
+def run_trl_stage(stage: str, argv: list[str]) -> int:
+    import warnings
+
+    # TRL 1.16's configs still carry transformers' deprecated `gradient_checkpointing` alias; the warning
+    # it prints on every run says nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
     from migrl.sweep import expand_config_argv
 
     argv = cpu_overrides(expand_config_argv(argv))  # recipes may `extends:` another recipe
@@ -497,19 +542,40 @@ def run_trl_stage(stage: str, argv: list[str]) -> int:
     if stage == "sft":
         from migrl.stages.sft import SFTStageConfig, train_sft
 
-        (cfg,) = TrlParser(dataclass_types=[SFTStageConfig], prog="migrl sft").parse_args_and_config(args=argv)
+        cfg = parse_recipe(SFTStageConfig, "migrl sft", argv)
         summary = train_sft(cfg)
     else:
         from migrl.stages.grpo import GRPOStageConfig, train_grpo
 
-        (cfg,) = TrlParser(dataclass_types=[GRPOStageConfig], prog="migrl grpo").parse_args_and_config(args=argv)
+        cfg = parse_recipe(GRPOStageConfig, "migrl grpo", argv)
         summary = train_grpo(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
     return exit_code(summary["bad_records"], cfg.output_dir)
 
 
+# The resumable logs of the generating commands, in their --out (eval, reject, synthesize).
+RESUMABLE_LOGS = ("predictions.jsonl", "samples.jsonl", "answers.jsonl")
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
+
+
+def interrupted_message(argv: list[str], args: argparse.Namespace | None) -> str:
+    """What Ctrl-C leaves behind, and that a rerun of the same command resumes."""
+    out = getattr(args, "out", None)
+    if argv and argv[0] in TRL_STAGES:
+        return ("migrl: interrupted. Training resumes from the last checkpoint in --output_dir "
+                "(save_steps) when the same command runs again.")
+    logs = [Path(out) / name for name in RESUMABLE_LOGS] if out else []
+    logs += [p for log in logs for p in log.parent.glob(log.stem + ".shard-*.jsonl")]
+    saved = sum(sum(1 for line in p.open(encoding="utf-8") if line.strip()) for p in logs if p.is_file())
+    if not out:
+        return "migrl: interrupted."
+    return (f"migrl: interrupted; {saved} item(s) are saved in {out}. The same command resumes from there "
+            "without asking for them again.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    args = None
     try:
         if argv and argv[0] in TRL_STAGES:
             return run_trl_stage(argv[0], argv[1:])
@@ -518,9 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as exc:  # --strict, or a file migrl wrote itself that is broken
         print(f"migrl: stopped at a bad record: {exc}", file=sys.stderr)
         return EXIT_STRICT
-    except (StaleRunError, OptionError) as exc:  # another run's log in --out, or an option that cannot work
+    except (StaleRunError, OptionError, FileNotFoundError) as exc:  # the user's to fix: one line, no traceback
         print(f"migrl: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(argv, args), file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

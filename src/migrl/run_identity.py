@@ -67,6 +67,12 @@ def check_same_run(log_path: Path, identity: dict[str, Any]) -> None:
     write_json_atomic(meta, identity)
 
 
+def input_fingerprint(path: str | os.PathLike) -> str:
+    """The input file's contents (sampled as for weights): a rerun into the same --out with another data
+    file must not resume the first file's answers as its own."""
+    return file_fingerprint(Path(path))
+
+
 def generator_identity(model: str | None, remote: Any = None, **settings: Any) -> dict[str, Any]:
     """The model (a folder's fingerprint, or the name a server serves) and the generation settings."""
     if remote is not None:

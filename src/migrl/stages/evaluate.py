@@ -27,8 +27,8 @@ from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.prompts import chat_messages
-from migrl.records import Record, data_root, load_records
-from migrl.run_identity import generator_identity
+from migrl.records import Record, data_root, load_records, require_file
+from migrl.run_identity import generator_identity, input_fingerprint
 from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
 from migrl.stages.generating import Generation
@@ -104,8 +104,10 @@ def select(records: list[Record], limit_per_task: int) -> list[Record]:
 
 
 def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
-    from migrl.models.loading import context_left, load_model, load_processor
+    from migrl.models.loading import context_left, load_model, load_processor, resolve_model_path
 
+    require_file(cfg.data, "--data")  # before any model loads: a typo should cost a second, not a minute
+    resolve_model_path(cfg.model)
     processor = processor or load_processor(cfg.model)
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
@@ -126,7 +128,8 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens)
     generation = Generation(engine, params, lambda r: request_for(r, root, cfg.cot),
                             lambda r, texts: {"id": r.id, "text": texts[0]}, bad, cfg.chunk, desc="eval")
-    identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark)
+    identity = generator_identity(cfg.model, cfg.remote, max_new_tokens=cfg.max_new_tokens, cot=cfg.cot, benchmark=cfg.benchmark,
+                                  data=input_fingerprint(cfg.data))
     run = generate_sharded(Shard.resolve(cfg.shard), out / "predictions.jsonl", runnable, generation, identity=identity)
     if run.log is None:
         return shard_result(run, generation.messages())

@@ -33,7 +33,7 @@ from migrl.images import ImageError, ImageSizing, image_size, load_image, resolv
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import context_left, load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.prompts import user_message
-from migrl.records import LENGTH_FIELD, Record, data_root, load_records
+from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
@@ -199,6 +199,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     from migrl.stages.checkpoints import last_complete_checkpoint
 
     _adapt_to_device(cfg)
+    require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
     sizing = resolve_sizing("migrl grpo", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
     processor = load_processor(model_path, sizing)

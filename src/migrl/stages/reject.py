@@ -26,9 +26,9 @@ from migrl.engines.hf import HFEngine, SamplingParams
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
-from migrl.records import Record, data_root, load_records
+from migrl.records import Record, data_root, load_records, require_file
 from migrl.rewards import is_correct, target_in_model_space
-from migrl.run_identity import generator_identity
+from migrl.run_identity import generator_identity, input_fingerprint
 from migrl.shards import Shard, generate_sharded, rank_device
 from migrl.stages.evaluate import answer_space_of, request_for
 from migrl.stages.generating import Generation
@@ -83,8 +83,10 @@ def summarize(records: list[Record], log: AppendLog, root: Path, coords: Space, 
 
 
 def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
-    from migrl.models.loading import context_left, load_model, load_processor
+    from migrl.models.loading import context_left, load_model, load_processor, resolve_model_path
 
+    require_file(cfg.data, "--data")  # before any model loads
+    resolve_model_path(cfg.model)
     processor = processor or load_processor(cfg.model)
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
@@ -99,7 +101,8 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.k)
     generation = Generation(engine, params, lambda r: request_for(r, root),
                             lambda r, samples: {"id": r.id, "samples": samples}, bad, cfg.chunk, desc="reject")
-    identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+    identity = generator_identity(cfg.model, cfg.remote, k=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                  data=input_fingerprint(cfg.data))
     run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generation, identity=identity)
     if run.log is None:
         from migrl.stages.evaluate import shard_result

@@ -31,7 +31,7 @@ from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.prompts import chat_messages
-from migrl.records import LENGTH_FIELD, Record, data_root, load_records
+from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 from migrl.stages.sft_loss import TrainedPositionsLossMixin
@@ -180,6 +180,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     from peft import LoraConfig
 
     _adapt_to_device(cfg)
+    require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
     sizing = resolve_sizing("migrl sft", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
     processor = load_processor(model_path, sizing)

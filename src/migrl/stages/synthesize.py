@@ -35,6 +35,7 @@ from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records
 from migrl.rewards import ACCURACY_THRESHOLD
+from migrl.run_identity import input_fingerprint
 from migrl.shards import Shard, generate_sharded
 
 
@@ -161,7 +162,7 @@ def synthesize(
 
     # A teacher written for an older migrl may lack identity(): then its class name stands for it.
     own = getattr(teacher, "identity", None)
-    identity = {**(own() if own else {"teacher": type(teacher).__name__}), "k": cfg.k}
+    identity = {**(own() if own else {"teacher": type(teacher).__name__}), "k": cfg.k, "data": input_fingerprint(cfg.data)}
     run = generate_sharded(Shard.resolve(cfg.shard), out / "answers.jsonl", records, ask, identity=identity)
     if run.log is None:  # a shard that only asks: the merging run builds sft.jsonl and stats.json
         from migrl.stages.evaluate import shard_result
