@@ -101,7 +101,7 @@ def test_mc_bench_report_labels_the_bug_fixed_ap50(tmp_path):
     assert header.endswith("| AP50 | AP50, 2 bugs fixed |")
     ours = next(line for line in text.splitlines() if line.startswith("| ours: m |"))
     assert ours.endswith(f"| {scores['ap50']:.2f} | 100.00 |") and "the official eval_mc_bench.py figure" in text
-    assert "Accuracy per prompt style" in text and len(list((tmp_path / "report" / "pictures").glob("*.png"))) == 2
+    assert "AP50 per prompt style" in text and "Protocol -- m: paper subset" in text and len(list((tmp_path / "report" / "pictures").glob("*.png"))) == 2
 
 
 def test_rule_only_figures_are_labelled(tmp_path):

@@ -63,6 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         benchmark=args.benchmark,
         image_root=args.image_root,
         category_map=args.category_map,
+        subset=args.subset,
         strict=args.strict,
         shard=args.shard,
         remote=remote_config(args),
@@ -71,15 +72,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if "shard" in scores:  # this shard only generated: the merging run scores
         print(json.dumps(scores))
         return 0
-    print(json.dumps({k: scores[k] for k in ("tasks", "avg", "id_avg", "ood_avg")}, indent=2))
+    print(json.dumps({k: scores[k] for k in ("tasks", "avg", "id_avg", "ood_avg", "protocol") if k in scores}, indent=2))
     return exit_code(scores["bad_records"], args.out)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from migrl.bad_records import BadRecords
-    from migrl.scoring.predictions import read_predictions
-
     from migrl.records import require_file
+    from migrl.scoring.predictions import read_predictions
 
     require_file(args.data, "--data")
     require_file(args.predictions, "--predictions")
@@ -90,10 +90,17 @@ def cmd_score(args: argparse.Namespace) -> int:
         from migrl.benchmarks import check_category_map
 
         check_category_map(args.benchmark, args.category_map)
+    if args.benchmark not in ("mig-bench", "world"):
+        from migrl.benchmarks import subset_kwargs
+
+        subset_kwargs(args.benchmark, args.subset)
+    elif args.subset != "paper":
+        raise OptionError(f"--subset: {args.benchmark} has only the paper's set")
     preds = read_predictions(args.predictions)
-    bad = BadRecords(args.predictions, args.strict)
+    bad = BadRecords(args.predictions, args.strict)  # faults of the predictions file
     for err in preds.errors:  # broken prediction lines: the text is scored as empty
         bad.add_message(err, "text")
+    skipped = []  # records left out of the scores (migrl records only: a benchmark keeps its denominator)
     if args.benchmark == "mig-bench":
         from migrl.scoring.migbench import score_migbench
 
@@ -102,7 +109,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         from migrl.benchmarks import score_benchmark
 
         result = score_benchmark(args.benchmark, args.data, preds.texts, coords, args.image_root, sizing,
-                                 args.category_map)
+                                 args.category_map, subset=args.subset)
     else:
         from migrl.records import data_root, load_records
         from migrl.scoring.grounding import score_records
@@ -111,22 +118,42 @@ def cmd_score(args: argparse.Namespace) -> int:
         records_bad = BadRecords.from_load(loaded, args.data, args.strict)
         root = args.image_root or data_root(args.data)
         records = records_bad.usable(loaded.records, root)  # a bad record is left out of the scores
-        bad.items += records_bad.items
+        skipped = records_bad.items
         result = score_records(records, preds.texts, root, coords, sizing)
-    for err in result.get("errors", []):  # images the scorer could not read (kept in the denominator)
-        bad.add_message(err, "images")
+    kept = BadRecords(args.data)  # faults of the annotation file or its images: kept in the denominator, scored 0
+    for err in result.get("errors", []):  # images the scorer could not read (the user's to fix: they count)
+        kept.add_message(err, "images", stops=False)
+    fixable = bad.items + skipped + kept.items
+    for item in result.get("zero_for_bad_input_items", []):  # the released file's own faults, as officially scored
+        kept.add(item["record"], item["field"], item["reason"], stops=False)
     result["answer_space"] = space.to_dict()
-    result["bad_records"] = bad.summary()
+    everything = BadRecords(args.predictions)
+    everything.items = bad.items + skipped + kept.items
+    result["bad_records"] = everything.summary()
+    counted = BadRecords(args.predictions)
+    counted.items = fixable
     if args.out:
         from migrl.jsonl import write_json_atomic
 
         write_json_atomic(Path(args.out) / "scores.json", result)
-        bad.write(args.out)
+        everything.write(args.out)
     else:
-        for item in bad.items[:20]:
-            print(f"skipped: {item}", file=sys.stderr)
+        for label, items in (("prediction scored as empty", bad.items), ("skipped", skipped),
+                             ("scored 0, kept in the denominator", kept.items)):
+            for item in items[:20]:
+                print(f"{label}: {item}", file=sys.stderr)
+    print(protocol_line(args.benchmark, result), file=sys.stderr)
     print(json.dumps(result))
-    return exit_code(result["bad_records"], args.out)
+    return exit_code(counted.summary(), args.out)  # 3 for what the user can fix, not for the release's faults
+
+
+def protocol_line(benchmark: str, result: dict) -> str:
+    """The figure ``migrl score`` reports, labelled with its protocol and denominator."""
+    p = result.get("protocol") or {}
+    avg = result.get("avg")
+    figure = f"avg {avg:.2f}" if isinstance(avg, (int, float)) else "avg -"
+    return (f"{benchmark}: {figure} [{p.get('kind', '?')}: {p.get('detail', '')}] over {p.get('items', '?')} items, "
+            f"{p.get('zero_for_bad_input', 0)} scored 0 for bad input, {result.get('missing_predictions', 0)} without a prediction")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -309,6 +336,9 @@ def _demo_default(field: str) -> object:
 
 
 COORDS_HELP = "space of the model's numbers (default: the model folder's family decides: qwen2_5_vl -> qwen25, qwen2_vl -> qwen2)"
+SUBSET_HELP = ("which items and tasks the figure covers: paper (default: the set the paper reports) or a wider one "
+               "-- mc-bench: all (every pair); odinw: all (every subset in the mean); mmiu: types (every task of the "
+               "paper's four relation types), all; blink: all (the 14 subtasks)")
 CATEGORY_MAP_HELP = "Ref-L4: the official ref_l4/evaluation.py (its refcoco->o365 table) or a JSON of it; adds the class-level average"
 
 
@@ -350,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
     e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
     e.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
+    e.add_argument("--subset", default="paper", help=SUBSET_HELP)
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
     e.add_argument("--max-new-tokens", type=int, default=192)
@@ -368,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
     s.add_argument("--image-root", default=None, help="folder the records' image paths are relative to")
     s.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
+    s.add_argument("--subset", default="paper", help=SUBSET_HELP)
     s.add_argument("--model", default=None, help="the folder of the model that wrote the predictions: its family and image setting")
     s.add_argument("--min-pixels", type=int, default=0)
     s.add_argument("--max-pixels", type=int, default=0)

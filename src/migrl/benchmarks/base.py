@@ -182,6 +182,7 @@ PROTOCOL_KINDS = (
     "paper subset",  # the official rule on the subset the paper reports (its tasks, subsets or styles)
     "fixed",  # the official rule with a documented bug fixed (shown beside the official figure)
     "rule-only",  # the official rule-based extraction, without its LLM judge (cannot run offline)
+    "migrl",  # migrl's own records (the embedded world, prepared pools): no official code exists
 )
 
 

@@ -71,7 +71,7 @@ def _task_order(runs: list[Run], domains: dict[str, str]) -> list[str]:
 
 SCORE_TITLES = {
     "world": "Scores per task (Acc@0.5, %)",
-    "mc-bench": "Accuracy per prompt style (%; image level, no IoU, as eval_mc_bench.py)",
+    "mc-bench": "AP50 per prompt style (%, eval_mc_bench.py; each style's pairs scored alone; counts: true positives / GT boxes)",
     "ref-l4": "Scores per split (Acc@0.5 with IoU > 0.5, %)",
     "blink": "Accuracy per subtask (%, rule-only)",
     "mmiu": "Accuracy per task (%, rule-only)",
@@ -81,6 +81,7 @@ EVERY_BOX = ("mc-bench",)
 # Figures of ours with no column in the paper, shown beside its columns with a label that says what they are.
 EXTRA_COLUMNS = {"mc-bench": [("ap50_bugs_fixed", "AP50, 2 bugs fixed")]}
 EXTRA_NOTES = {
+    "mmiu": "Only Sem and Spa compare with the paper: its Table 8 prints the task names in another order than its values.",
     "mc-bench": "AP50 is the official eval_mc_bench.py figure; 'AP50, 2 bugs fixed' is migrl's with annotation "
                 "id 0 able to match and every pair's group re-mapping kept (the official keeps only the last).",
 }
@@ -101,7 +102,22 @@ def score_table(runs: list[Run], domains: dict[str, str], benchmark: str = "worl
         rows.append([name, ""] + [_number(run.scores.get(key)) for run in runs])
     if any(run.scores.get("class_avg") for run in runs):  # Ref-L4 scored with its category table
         rows.append(["class average", ""] + [_number((run.scores.get("class_avg") or {}).get("acc50")) for run in runs])
-    return Table(SCORE_TITLES.get(benchmark, SCORE_TITLES["world"]), ["task", "domain"] + [r.label for r in runs], rows)
+    return Table(SCORE_TITLES.get(benchmark, SCORE_TITLES["world"]), ["task", "domain"] + [r.label for r in runs], rows,
+                 protocol_note(runs))
+
+
+def protocol_note(runs: list[Run]) -> str:
+    """Each run's figure labelled with its protocol and denominator (what ``migrl score`` prints)."""
+    parts = []
+    for run in runs:
+        p = run.scores.get("protocol")
+        if not p:
+            continue
+        averaged = run.scores.get("averaged")  # ODinW: the subsets in avg (the others are shown, outside it)
+        mean_of = f"; avg over {', '.join(averaged)}" if averaged else ""
+        parts.append(f"{run.label}: {p['kind']} ({p['detail']}); {p['items']} items, "
+                     f"{p['zero_for_bad_input']} scored 0 for bad input{mean_of}")
+    return "Protocol -- " + " | ".join(parts) if parts else ""
 
 
 def _our_value(scores: dict[str, Any], key: str) -> Any:

@@ -88,7 +88,7 @@ TABLE_3 = _table(
     },
 )
 
-# Table 4: MC-Bench, accuracy per prompt style (our ``tasks``) and AP50 (our ``ap50``); AP50 is no mean.
+# Table 4: MC-Bench, AP50 per prompt style (our ``tasks``) and AP50 over all pairs (our ``ap50``); AP50 is no mean.
 TABLE_4 = _table(
     "Table 4", "MC-Bench", "mc-bench", ("Comparison", "Reasoning", "Referring", "ap50"),
     ("Comparison", "Reasoning", "Referring", "AP50"),
@@ -152,8 +152,9 @@ TABLE_7 = _table(
 )
 
 # Table 8: MMIU, nineteen tasks by the paper's abbreviations, then Sem and Spa (our ``sem`` / ``spa``).
-# The text lost which task sits under which relation type; the figures fit Sem = mean of the first
-# ten columns (ISTE..VGR) and Spa = mean of the last nine (STS..FD), so that is recorded here.
+# Its row of names lists MMIU's two-dimensional spatial tasks (ISTE..SOT) first, but its printed Sem / Spa
+# are the means of the first ten / last nine *values* (they fit semantic-first, e.g. GPT-4o 67.8 / 41.7):
+# names and values do not line up, so only Sem and Spa compare with ours, not single columns.
 MMIU_COLUMNS = (
     "ISTE", "HE", "PT", "RPM", "JPS", "ICSC", "IQASC", "ITRSC", "SOT", "VGR", "STS",
     "VCor", "SC", "FC", "ER", "CR", "MIC", "VQA", "FD",

@@ -64,4 +64,8 @@ def score_records(
     result["missing_predictions"] = missing
     if errors:
         result["errors"] = errors
+    from migrl.benchmarks.base import protocol
+
+    result["protocol"] = protocol("migrl", "migrl records: Acc@0.5 (IoU >= 0.5 on the right image) per task, mean of tasks",
+                                  sum(totals.values()), len(errors))
     return result

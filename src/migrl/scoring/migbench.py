@@ -155,6 +155,7 @@ def _warn_malformed(path: str | Path, records: list[dict[str, Any]]) -> None:
         warnings.warn(f"{path}: records {far} have a ground-truth box past 1.0")
 
 
+
 def predicted_box(text: str, record: dict[str, Any], coords: Space, image_root: Path | None, sizing: ImageSizing) -> list:
     """The box to score, in [0, 1] of the target image, following the official rule where it applies."""
     part = answer_part(text)
@@ -205,6 +206,16 @@ def score_migbench(
     result["missing_predictions"] = sum(1 for i in range(len(records)) if str(i) not in predictions)
     if errors:
         result["errors"] = errors
+    from migrl.benchmarks.base import protocol  # here: the benchmarks package imports this module
+
+    inverted = [i for i, r in enumerate(records) if r["answer"][2] < r["answer"][0] or r["answer"][3] < r["answer"][1]]
+    result["zero_for_bad_input_items"] = [
+        {"record": str(i), "field": "answer", "reason": f"inverted ground-truth box {records[i]['answer']}: the official rule scores it 0"}
+        for i in inverted]
+    result["protocol"] = protocol(
+        "official", "Migician eval/utils.py: Acc@0.5 per task, mean of the 10 tasks; only the <answer> part is read "
+        "when there is one (migrl's documented extension); object_tracking on the 550 released items (the paper's "
+        "figures are of 440)", len(records), len(inverted) + len(errors))
     return result
 
 

@@ -48,6 +48,7 @@ class EvalConfig:
     benchmark: str = "records"  # records (a migrl JSONL, e.g. the world), mig-bench, or a migrl.benchmarks name
     image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
     category_map: str | None = None  # Ref-L4: the official evaluation.py (its merge table), for the class average
+    subset: str = "paper"  # which items and tasks the figure covers (migrl.benchmarks.SUBSETS); the paper's by default
     strict: bool = False  # stop at the first bad record instead of skipping it
     shard: str | None = None  # "i/n": generate only that share (default: the launcher's rank, or everything)
     remote: RemoteConfig | None = None  # generate with served models (the model folder gives processor and config)
@@ -64,11 +65,11 @@ def load_items(cfg: EvalConfig) -> tuple[list[Record], BadRecords, Path]:
         from migrl.scoring.migbench import migbench_records
 
         return migbench_records(cfg.data), BadRecords(cfg.data, cfg.strict), root
-    from migrl.benchmarks import BENCHMARKS
+    from migrl.benchmarks import BENCHMARKS, load_benchmark
 
     if cfg.benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {cfg.benchmark!r}; expected records, mig-bench or one of {sorted(BENCHMARKS)}")
-    loaded = BENCHMARKS[cfg.benchmark].load(cfg.data, cfg.image_root)
+    loaded = load_benchmark(cfg.benchmark, cfg.data, cfg.image_root, cfg.subset)
     return loaded.records, BadRecords.from_load(loaded, cfg.data, cfg.strict), root
 
 
@@ -83,7 +84,8 @@ def score_items(cfg: EvalConfig, records: list[Record], predictions: dict[str, s
         return score_migbench(cfg.data, predictions, cfg.coords, root, sizing)
     from migrl.benchmarks import score_benchmark
 
-    return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing, cfg.category_map)
+    return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing, cfg.category_map,
+                           subset=cfg.subset)
 
 
 def request_for(record: Record, root: Path, cot: bool = True) -> Request:
@@ -108,6 +110,10 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
 
     require_file(cfg.data, "--data")  # before any model loads: a typo should cost a second, not a minute
     resolve_model_path(cfg.model)
+    if cfg.benchmark not in ("records", "mig-bench"):
+        from migrl.benchmarks import subset_kwargs
+
+        subset_kwargs(cfg.benchmark, cfg.subset)  # an unknown subset stops here too
     processor = processor or load_processor(cfg.model)
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
