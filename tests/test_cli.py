@@ -30,3 +30,13 @@ def test_score_prints_one_json_object(tmp_path):
 def test_plan_prints_the_7b_table():
     out = subprocess.run([sys.executable, "-m", "migrl.cli", "plan", "--model", "7b"], capture_output=True, text=True, check=True).stdout
     assert "ZeRO-3" in out and "fits" in out
+
+
+def test_one_flag_style_works_for_every_command():
+    """--out / --model, or TRL's --output_dir / --model_name_or_path as sft and grpo take them."""
+    p = build_parser()
+    a = p.parse_args(["eval", "--data", "d.jsonl", "--model_name_or_path", "m", "--output_dir", "o"])
+    b = p.parse_args(["eval", "--data", "d.jsonl", "--model", "m", "--out", "o"])
+    assert (a.model, a.out) == (b.model, b.out) == ("m", "o")
+    assert p.parse_args(["reject", "--model_name_or_path", "m", "--data", "d", "--output_dir", "o"]).out == "o"
+    assert "(default: 192)" in p._subparsers._group_actions[0].choices["eval"].format_help()  # defaults shown

@@ -342,13 +342,30 @@ SUBSET_HELP = ("which items and tasks the figure covers: paper (default: the set
 CATEGORY_MAP_HELP = "Ref-L4: the official ref_l4/evaluation.py (its refcoco->o365 table) or a JSON of it; adds the class-level average"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, unless there is none to show or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse without prefix matching: ``--limit 10`` must not be taken as ``--limit-per-task 10``.
+    """argparse without prefix matching: ``--limit 10`` must not be taken as ``--limit-per-task 10``; help
+    that shows each default; ``--out`` / ``--model`` also spelled as TRL's ``--output_dir`` /
+    ``--model_name_or_path`` (what sft and grpo take), so one spelling works for every command.
     Subcommand parsers are made of this class too (argparse uses the parent's class)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)  # every option shows its default
         super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if "help" not in kwargs and kwargs.get("default") not in (None, False):
+            kwargs["help"] = "(default: %(default)s)"  # argparse shows no default for an option without help
+        return super().add_argument(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("grpo", help="GRPO with IoU + format rewards: migrl grpo --config recipes/demo/grpo.yaml [--field value ...]")
 
     w = sub.add_parser("world", help="write the embedded multi-image world (records + images)")
-    w.add_argument("--out", default="runs/world")
+    w.add_argument("--out", "--output_dir", default="runs/world")
     w.add_argument("--train", type=int, default=200, help="items per task in the train split")
     w.add_argument("--test", type=int, default=50, help="items per task in the test split")
     w.add_argument("--seed", type=int, default=0)
@@ -366,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_world)
 
     b = sub.add_parser("pretrain-base", help="pretrain the tiny base model from scratch (~30 min on 2 cores)")
-    b.add_argument("--out", default="runs/tiny-base")
+    b.add_argument("--out", "--output_dir", default="runs/tiny-base")
     b.add_argument("--steps", type=int, default=2200)
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--lr", type=float, default=1e-3)
@@ -374,14 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_pretrain_base)
 
     e = sub.add_parser("eval", help="generate answers for a records file or a benchmark and score them (resumable)")
-    e.add_argument("--model", default=None, help="model folder (default: the shipped tiny base)")
+    e.add_argument("--model", "--model_name_or_path", default=None, help="model folder (default: the shipped tiny base)")
     e.add_argument("--data", required=True, help="records JSONL, or the benchmark's official annotation file")
     e.add_argument("--benchmark", default="records", choices=["records", "mig-bench", *sorted(BENCHMARK_NAMES)],
                    help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
     e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
     e.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
     e.add_argument("--subset", default="paper", help=SUBSET_HELP)
-    e.add_argument("--out", default="runs/eval")
+    e.add_argument("--out", "--output_dir", default="runs/eval")
     e.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
     e.add_argument("--max-new-tokens", type=int, default=192)
     e.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
@@ -400,10 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-root", default=None, help="folder the records' image paths are relative to")
     s.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
     s.add_argument("--subset", default="paper", help=SUBSET_HELP)
-    s.add_argument("--model", default=None, help="the folder of the model that wrote the predictions: its family and image setting")
+    s.add_argument("--model", "--model_name_or_path", default=None, help="the folder of the model that wrote the predictions: its family and image setting")
     s.add_argument("--min-pixels", type=int, default=0)
     s.add_argument("--max-pixels", type=int, default=0)
-    s.add_argument("--out", default=None, help="also write scores.json and bad_records.jsonl into this folder")
+    s.add_argument("--out", "--output_dir", default=None, help="also write scores.json and bad_records.jsonl into this folder")
     s.add_argument("--strict", action="store_true", help=STRICT_HELP)
     s.set_defaults(func=cmd_score)
 
@@ -411,11 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--run", action="append", required=True, help="LABEL=EVAL_FOLDER (scores.json + predictions.jsonl); repeat")
     rp.add_argument("--data", required=True, help="what the runs were evaluated on: records JSONL or the benchmark's annotation file")
     rp.add_argument("--image-root", default=None, help="folder the data's image paths are relative to (as for eval)")
-    rp.add_argument("--out", default="runs/report")
+    rp.add_argument("--out", "--output_dir", default="runs/report")
     rp.add_argument("--benchmark", default="world", help="world, mig-bench, ...: which paper table to put beside ours")
     rp.add_argument("--pictures-per-task", type=int, default=2)
     rp.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP + "; default: what eval stored in the runs")
-    rp.add_argument("--model", default=None, help="the model folder the runs come from (default: the setting eval stored in each run's scores.json)")
+    rp.add_argument("--model", "--model_name_or_path", default=None, help="the model folder the runs come from (default: the setting eval stored in each run's scores.json)")
     rp.add_argument("--min-pixels", type=int, default=0)
     rp.add_argument("--max-pixels", type=int, default=0)
     rp.set_defaults(func=cmd_report)
@@ -431,14 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prepare", help="build the cold-start mix and the RL pool from local training sources (YAML recipe)")
     pr.add_argument("--config", required=True, help="e.g. recipes/paper/prepare.yaml")
-    pr.add_argument("--out", required=True)
+    pr.add_argument("--out", "--output_dir", required=True)
     pr.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     pr.add_argument("--strict", action="store_true", help=STRICT_HELP)
     pr.set_defaults(func=cmd_prepare)
 
     y = sub.add_parser("synthesize", help="teacher CoT answers, k per item, kept when all k are right (resumable)")
     y.add_argument("--data", required=True, help="records JSONL (the training pool)")
-    y.add_argument("--out", default="runs/synthesize")
+    y.add_argument("--out", "--output_dir", default="runs/synthesize")
     y.add_argument("--teacher", default="scripted", choices=["scripted", "openai", "hf"])
     y.add_argument("--k", type=int, default=4, help="answers per item (the paper: 4)")
     y.add_argument("--keep", default="best", choices=["best", "all"], help="answers kept per kept item")
@@ -451,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--teacher-min-pixels", type=int, default=3136, help="the teacher's processor setting")
     y.add_argument("--teacher-max-pixels", type=int, default=12845056)
     y.add_argument("--student-coords", default=None, choices=[s.value for s in Space], help="space of the student's targets (default: --model's family)")
-    y.add_argument("--model", default=None, help="the student model folder: its family and image setting decide the targets' space")
+    y.add_argument("--model", "--model_name_or_path", default=None, help="the student model folder: its family and image setting decide the targets' space")
     y.add_argument("--min-pixels", type=int, default=0)
     y.add_argument("--max-pixels", type=int, default=0)
     y.add_argument("--base-url", action="append", default=None,
@@ -471,9 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=cmd_synthesize)
 
     r = sub.add_parser("reject", help="rejection sampling: keep items the SFT model answers sometimes right (resumable)")
-    r.add_argument("--model", required=True, help="the merged CoT-SFT model folder")
+    r.add_argument("--model", "--model_name_or_path", required=True, help="the merged CoT-SFT model folder")
     r.add_argument("--data", required=True, help="the RL pool (records JSONL)")
-    r.add_argument("--out", default="runs/reject")
+    r.add_argument("--out", "--output_dir", default="runs/reject")
     r.add_argument("--k", type=int, default=8, help="samples per item")
     r.add_argument("--temperature", type=float, default=1.0)
     r.add_argument("--max-new-tokens", type=int, default=1024)
@@ -485,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_reject)
 
     sf = sub.add_parser("serve-flags", help="the `vllm serve` line that resizes images as the model was trained")
-    sf.add_argument("--model", required=True, help="model folder (its min/max pixels), or a served name with --min/--max-pixels")
+    sf.add_argument("--model", "--model_name_or_path", required=True, help="model folder (its min/max pixels), or a served name with --min/--max-pixels")
     sf.add_argument("--max-images", type=int, default=8, help="images per prompt (--limit-mm-per-prompt)")
     sf.add_argument("--min-pixels", type=int, default=0)
     sf.add_argument("--max-pixels", type=int, default=0)
@@ -495,12 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--expressions", required=True, help="meta_expressions_valid_.json")
     rv.add_argument("--masks", required=True, help="mask_dict.json")
     rv.add_argument("--frames", required=True, help="folder of the video frame folders")
-    rv.add_argument("--out", required=True, help="the items JSON to write (then: migrl eval/score --benchmark revos); "
+    rv.add_argument("--out", "--output_dir", required=True, help="the items JSON to write (then: migrl eval/score --benchmark revos); "
                     "bad_records.jsonl goes beside it, so give it a folder of its own")
     rv.set_defaults(func=cmd_revos_from_masks)
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
-    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--out", "--output_dir", default="runs/demo")
     d.add_argument("--base", default=None, help="base model folder (default: the shipped tiny base)")
     d.add_argument("--per-task", type=int, default=_demo_default("per_task"), help="test items per task (default %(default)s)")
     d.add_argument("--seed", type=int, default=0)
@@ -518,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--launcher", default=None,
                     help='how steps are started, e.g. "accelerate launch --config_file launch/zero3.yaml -m migrl.cli"')
     sw.add_argument("--run", action="append", default=None, help="without --config: LABEL=EVAL_FOLDER to table; repeat")
-    sw.add_argument("--out", default=None, help="where sweep.md / sweep.json go (default: the sweep's out)")
+    sw.add_argument("--out", "--output_dir", default=None, help="where sweep.md / sweep.json go (default: the sweep's out)")
     sw.set_defaults(func=cmd_sweep)
     return p
 
