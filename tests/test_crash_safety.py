@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
+from asks import command, read_asks
 from fake_openai_server import FakeOpenAIServer
 from migrl.data.world import ID_TASKS, write_split
 from migrl.jsonl import read_jsonl, write_json_atomic
@@ -59,6 +60,10 @@ def children_cpu() -> float:
 
 def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def ids(path: Path) -> list[str]:
+    return [row["id"] for row in read_jsonl(path)] if path.exists() else []
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
@@ -128,26 +133,59 @@ def test_prepare_killed_at_several_points_reruns_to_the_same_bytes(recipe, tmp_p
 
 # --- synthesize (append log) --------------------------------------------------------------------
 
+def teacher_asks(server: FakeOpenAIServer, pool: Path) -> Callable[[int], list[str]]:
+    """``asks(start)``: the items the server was asked for (first attempts, by their first image) since
+    call ``start``, once every request that reached it is in (a killed client's last ones included)."""
+    from migrl.engines.openai_compat import image_data_url
+    from migrl.images import load_image
+    from migrl.records import read_records
+
+    by_image = {image_data_url(load_image(pool.parent / r.images[0])): r.id for r in read_records(pool)}
+    assert len(by_image) == len(read_records(pool))  # every item knowable by its first image
+
+    def item(call) -> str | None:  # None: migrl's start-up probe, whose images are not the pool's
+        url = next(p["image_url"]["url"] for p in call.body["messages"][-1]["content"] if p["type"] == "image_url")
+        return by_image.get(url)
+
+    def asks(start: int) -> list[str]:
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() - quiet_since < 0.5:
+            if len(server.calls) != seen or any(not c.finished for c in server.calls):  # one still in flight
+                seen, quiet_since = len(server.calls), time.monotonic()
+            time.sleep(0.02)
+        return [i for i in (item(c) for c in server.calls[start:] if c.attempt == 0) if i is not None]
+
+    return asks
+
+
 @pytest.mark.slow
 def test_synthesize_killed_at_several_points(tmp_path):
-    """Kills early, midway, late and while the derived files are written; one rerun after each."""
+    """Kills early, midway, late and while the derived files are written; one rerun after each. Each
+    run asks the teacher only for items its log lacks, none twice."""
     from test_synthesize import _scripted_server_answer
 
     pool = write_split(tmp_path / "world", "train", 12, seed=3, tasks=ID_TASKS)
     answers_path = tmp_path / "killed" / "answers.jsonl"
+    items = [r["id"] for r in read_jsonl(pool)]
     with FakeOpenAIServer(latency=0.05, answer=_scripted_server_answer(pool)) as server:
         def cmd(out: Path) -> list[str]:
             return [*MIGRL, "synthesize", "--data", str(pool), "--out", str(out), "--teacher", "openai", "--base-url",
                     server.base_url, "--teacher-model", "t", "--concurrency", "2", "--max-new-tokens", "256",
                     "--allow-image-token-mismatch", "--model", "tiny-base"]
 
+        asks = teacher_asks(server, pool)
         subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True)
+        assert sorted(asks(0)) == sorted(items)  # each item once
         for at in (1, 12, 30, 47, 48):
-            before = lines(answers_path)
+            before, start = set(ids(answers_path)), len(server.calls)
             kill_when(cmd(tmp_path / "killed"), lambda: lines(answers_path) >= at)
+            asked = asks(start)
+            assert len(asked) == len(set(asked)) and not set(asked) & before  # none twice, none it had
             rows = read_jsonl(answers_path)
-            assert len(rows) == len({r["id"] for r in rows}) >= before  # nothing lost, nothing doubled
+            assert len(rows) == len({r["id"] for r in rows}) >= len(before)  # nothing lost, nothing doubled
+        start = len(server.calls)
         subprocess.run(cmd(tmp_path / "killed"), check=True, capture_output=True)
+        assert asks(start) == []  # the last kill came once every answer was in: nothing left to ask
     rows = read_jsonl(answers_path)
     assert len(rows) == len({r["id"] for r in rows}) == 48
     assert outputs(tmp_path / "killed").keys() >= {"sft.jsonl", "stats.json", "bad_records.jsonl"}
@@ -159,17 +197,31 @@ def test_synthesize_killed_at_several_points(tmp_path):
 
 @pytest.mark.slow
 def test_eval_killed_at_several_points(world_test, tmp_path):
-    cmd = [*MIGRL, "eval", "--data", str(world_test), "--batch-size", "1", "--max-new-tokens", "24"]
-    subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, capture_output=True)
+    """Each rerun asks the model once for every item its log lacks, and for no other (tests/asks.py)."""
+    args = ["eval", "--data", str(world_test), "--batch-size", "1", "--max-new-tokens", "24"]
+    subprocess.run([*MIGRL, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    killed = ["--out", str(tmp_path / "killed")]
     preds = tmp_path / "killed" / "predictions.jsonl"
-    for at in (2, 11, 23):
-        assert kill_when(cmd + ["--out", str(tmp_path / "killed")], lambda: lines(preds) >= at)
+    items = ids(world_test)
+    for n, at in enumerate((2, 11, 23)):
+        before, asked = ids(preds), tmp_path / f"asked-{n}.txt"
+        assert kill_when([*command(asked), *args, *killed], lambda: lines(preds) >= at)
         rows = read_jsonl(preds)
         assert at <= len(rows) == len({r["id"] for r in rows}) < 30
-    subprocess.run(cmd + ["--out", str(tmp_path / "killed")], check=True, capture_output=True)
+        assert ids(preds)[: len(before)] == before
+        # A chunk's items are asked for together: the missing ones, or nothing if killed before asking.
+        missing = [i for i in items if i not in before]
+        assert read_asks(asked) == missing or (read_asks(asked) == [] and len(rows) == len(before))
+    before, asked = ids(preds), tmp_path / "asked-last.txt"
+    subprocess.run([*command(asked), *args, *killed], check=True, capture_output=True)
+    assert read_asks(asked) == [i for i in items if i not in before] != []
     rows = read_jsonl(preds)
     assert len(rows) == len({r["id"] for r in rows}) == 30
     assert {r["id"]: r["text"] for r in rows} == {r["id"]: r["text"] for r in read_jsonl(tmp_path / "full" / "predictions.jsonl")}
+    assert (tmp_path / "killed" / "scores.json").read_bytes() == (tmp_path / "full" / "scores.json").read_bytes()
+    asked = tmp_path / "asked-finished.txt"
+    subprocess.run([*command(asked), *args, *killed], check=True, capture_output=True)
+    assert read_asks(asked) == []  # a finished run: nothing to ask
     assert (tmp_path / "killed" / "scores.json").read_bytes() == (tmp_path / "full" / "scores.json").read_bytes()
 
 

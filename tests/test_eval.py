@@ -1,5 +1,6 @@
 import json
 
+from asks import counting_asks
 from migrl.jsonl import AppendLog, read_jsonl
 from migrl.stages.evaluate import EvalConfig, evaluate
 
@@ -12,9 +13,22 @@ def test_eval_writes_predictions_and_scores(world_test, base_model, tmp_path):
     assert sorted(r["id"] for r in rows) == sorted({r["id"] for r in rows}) and len(rows) == 30
     assert len(scores["tasks"]) == 10 and 0 <= scores["avg"] <= 100
     assert json.loads((tmp_path / "ev" / "scores.json").read_text())["avg"] == scores["avg"]
-    # A rerun finds everything done and generates nothing.
-    again = evaluate(cfg, model, processor)
-    assert again["avg"] == scores["avg"] and len(read_jsonl(tmp_path / "ev" / "predictions.jsonl")) == 30
+    # A rerun finds everything done and asks the model for nothing.
+    with counting_asks() as asked:
+        again = evaluate(cfg, model, processor)
+    assert asked == [] and again["avg"] == scores["avg"] and len(read_jsonl(tmp_path / "ev" / "predictions.jsonl")) == 30
+    # What a kill leaves (rows missing here and there, a torn last line): the rerun asks once for each
+    # missing item, for no other, and the log is whole again.
+    path = tmp_path / "ev" / "predictions.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    missing = [json.loads(lines[i])["id"] for i in (3, 17, 29)]
+    path.write_text("".join(line for i, line in enumerate(lines) if i not in (3, 17, 29)) + lines[29][:20])
+    with counting_asks() as asked:
+        evaluate(cfg, model, processor)
+    order = [json.loads(line)["id"] for line in world_test.read_text().splitlines()]
+    assert asked == sorted(missing, key=order.index)
+    rows = read_jsonl(path)
+    assert len(rows) == len({r["id"] for r in rows}) == 30
 
 
 def test_eval_runs_a_benchmark_file_and_scores_it_by_its_protocol(base_model, tmp_path):

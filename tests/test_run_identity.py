@@ -7,6 +7,7 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
+from asks import counting_asks
 from migrl.jsonl import read_jsonl
 from migrl.run_identity import StaleRunError, file_fingerprint, model_fingerprint
 from migrl.stages.evaluate import EvalConfig, evaluate
@@ -46,18 +47,26 @@ def _other_model(tmp_path, tiny_base):
 def test_eval_resumes_its_own_run_and_refuses_another_models(world_test, tiny_base, tmp_path):
     out = tmp_path / "ev"
     cfg = EvalConfig(data=str(world_test), out=str(out), limit_per_task=1, max_new_tokens=16)
-    evaluate(cfg)
-    evaluate(EvalConfig(**{**cfg.__dict__, "model": str(tiny_base)}))  # the same model, named: resumes
-    assert len(read_jsonl(out / "predictions.jsonl")) == 10
-    with pytest.raises(StaleRunError, match="model"):
-        evaluate(EvalConfig(**{**cfg.__dict__, "model": str(_other_model(tmp_path, tiny_base))}))
-    with pytest.raises(StaleRunError, match="max_new_tokens"):
-        evaluate(EvalConfig(**{**cfg.__dict__, "max_new_tokens": 32}))
-    assert len(read_jsonl(out / "predictions.jsonl")) == 10  # the refused runs wrote nothing
+    with counting_asks() as asked:
+        evaluate(cfg)
+    assert len(asked) == len(set(asked)) == 10
+    with counting_asks() as asked:
+        evaluate(EvalConfig(**{**cfg.__dict__, "model": str(tiny_base)}))  # the same model, named: resumes
+    assert asked == [] and len(read_jsonl(out / "predictions.jsonl")) == 10
+    with counting_asks() as asked:
+        with pytest.raises(StaleRunError, match="model"):
+            evaluate(EvalConfig(**{**cfg.__dict__, "model": str(_other_model(tmp_path, tiny_base))}))
+        with pytest.raises(StaleRunError, match="max_new_tokens"):
+            evaluate(EvalConfig(**{**cfg.__dict__, "max_new_tokens": 32}))
+    assert asked == []  # the refused runs asked nothing...
+    assert len(read_jsonl(out / "predictions.jsonl")) == 10  # ...and wrote nothing
 
 
 def test_reject_refuses_a_log_sampled_with_other_settings(world_test, tmp_path):
     cfg = RejectConfig(data=str(world_test), out=str(tmp_path / "rj"), k=2, max_new_tokens=8, temperature=1.0)
     reject(cfg)
-    with pytest.raises(StaleRunError, match="temperature"):
-        reject(RejectConfig(**{**cfg.__dict__, "temperature": 0.5}))
+    with counting_asks() as asked:
+        reject(cfg)  # the same settings: resumes, nothing left to sample
+        with pytest.raises(StaleRunError, match="temperature"):
+            reject(RejectConfig(**{**cfg.__dict__, "temperature": 0.5}))
+    assert asked == []

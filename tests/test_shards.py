@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from asks import command, counting_asks, read_asks
 from migrl.engines.scripted import ScriptedTeacher
 from migrl.images import TINY_SIZING
 from migrl.jsonl import AppendLog, read_jsonl
@@ -27,10 +29,16 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def eval_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+def eval_cmd(data: Path, out: Path, *extra: str, asked: Path | None = None) -> list[str]:
+    """``asked``: the ids the run asks its model for are noted there (tests/asks.py)."""
     # Batch size 1: each answer is computed alone, whatever else a shard holds.
-    return [sys.executable, "-m", "migrl.cli", "eval", "--data", str(data), "--out", str(out),
-            "--batch-size", "1", "--max-new-tokens", "12", *extra]
+    migrl = command(asked) if asked is not None else [sys.executable, "-m", "migrl.cli"]
+    return [*migrl, "eval", "--data", str(data), "--out", str(out), "--batch-size", "1", "--max-new-tokens", "12", *extra]
+
+
+def eval_args(data: Path, out: Path) -> list[str]:
+    """What follows the program in ``eval_cmd``, for a launcher."""
+    return eval_cmd(data, out)[3:]
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -98,7 +106,11 @@ def test_a_shard_skips_items_an_earlier_unsharded_run_answered(tmp_path):
 def test_two_shard_processes_merged_equal_one_process_and_a_killed_shard_resumes(world_test, reference, tmp_path):
     predictions, scores = reference
     out = tmp_path / "eval"
-    first = subprocess.Popen(eval_cmd(world_test, out, "--shard", "0/2"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    items = ids(world_test)
+    share = [Shard(i, 2).take(items) for i in range(2)]
+    asked = {name: tmp_path / f"asked-{name}.txt" for name in ("first", "second", "resumed", "merged")}
+    first = subprocess.Popen(eval_cmd(world_test, out, "--shard", "0/2", asked=asked["first"]), env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     shard0 = Shard(0, 2).log_path(out / "predictions.jsonl")
     deadline = time.monotonic() + 300
     while not (shard0.exists() and len(read_jsonl(shard0)) >= 2):
@@ -109,14 +121,20 @@ def test_two_shard_processes_merged_equal_one_process_and_a_killed_shard_resumes
     first.wait()
     before = ids(shard0)
     assert 2 <= len(before) < len(predictions) / 2  # killed midway
-    second = subprocess.Popen(eval_cmd(world_test, out, "--shard", "1/2"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    resumed = run(eval_cmd(world_test, out, "--shard", "0/2"))  # the same command again, beside shard 1
+    assert read_asks(asked["first"]) == share[0]  # a shard asks for its own share only
+    second = subprocess.Popen(eval_cmd(world_test, out, "--shard", "1/2", asked=asked["second"]), env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    resumed = run(eval_cmd(world_test, out, "--shard", "0/2", asked=asked["resumed"]))  # the same command again, beside shard 1
     assert second.wait(timeout=600) == 0, second.stderr.read()[-2000:]
+    assert read_asks(asked["second"]) == share[1]
+    # The resumed shard asked once for each item its killed run had not logged, and for no other.
+    assert read_asks(asked["resumed"]) == [i for i in share[0] if i not in before]
     assert json.loads(resumed.stdout)["generated"] == len(ids(shard0)) - len(before)
-    assert ids(shard0)[: len(before)] == before  # what it had answered was kept, not asked again
+    assert ids(shard0)[: len(before)] == before  # what it had answered was kept
     assert not (out / "scores.json").exists()  # shards only generate
 
-    merged = run(eval_cmd(world_test, out))  # without --shard: merges, nothing left to generate
+    merged = run(eval_cmd(world_test, out, asked=asked["merged"]))  # without --shard: merges, nothing left to generate
+    assert read_asks(asked["merged"]) == []
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == len({r["id"] for r in rows}) == len(predictions)  # none lost, none twice
     assert {r["id"]: r["text"] for r in rows} == predictions
@@ -129,10 +147,11 @@ def test_torchrun_ranks_share_the_items_and_rank_0_merges(world_test, reference,
     predictions, scores = reference
     out = tmp_path / "eval"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "migrl.cli"]
-    run(launcher + eval_cmd(world_test, out)[3:])
-    for rank in (0, 1):
+    run(launcher + eval_args(world_test, out))
+    items = ids(world_test)
+    for rank in (0, 1):  # each rank answered its own share (round robin), each item once
         part = ids(Shard(rank, 2).log_path(out / "predictions.jsonl"))
-        assert part and len(part) == len(set(part))
+        assert sorted(part) == sorted(items[rank::2]) and len(part) == len(set(part))
     rows = read_jsonl(out / "predictions.jsonl")
     assert len(rows) == len(predictions) and {r["id"]: r["text"] for r in rows} == predictions
     assert json.loads((out / "scores.json").read_text())["tasks"] == scores["tasks"]
@@ -153,7 +172,7 @@ def test_torchrun_rank_1s_undecodable_image_is_listed_by_rank_0_and_the_run_exit
     picture.write_bytes(picture.read_bytes()[: picture.stat().st_size // 2])
     out = tmp_path / "eval"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "migrl.cli"]
-    run(launcher + eval_cmd(data, out)[3:])
+    run(launcher + eval_args(data, out))
     (row,) = read_jsonl(out / "bad_records.jsonl")
     assert row["record"] == victim["id"] and row["field"] == "images" and "cannot be decoded" in row["reason"]
     assert victim["id"] not in ids(Shard(1, 2).log_path(out / "predictions.jsonl"))
@@ -161,13 +180,30 @@ def test_torchrun_rank_1s_undecodable_image_is_listed_by_rank_0_and_the_run_exit
     assert sum(total for _, total in scores["counts"].values()) == len(rows) - 1
 
 
+@dataclass
+class CountingTeacher(ScriptedTeacher):
+    """The scripted teacher, noting the id of every item it is asked for."""
+
+    asked: list[str] = field(default_factory=list)
+
+    def sample(self, records, root, k, on_result):
+        self.asked.extend(r.id for r in records)
+        super().sample(records, root, k, on_result)
+
+
 def test_synthesize_shards_merge_to_the_unsharded_result(world_test, tmp_path):
-    teacher = ScriptedTeacher(seed=0)
+    teacher = CountingTeacher(seed=0)
     one = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "one")), teacher, student_sizing=TINY_SIZING)
+    items = ids(world_test)
+    assert teacher.asked == items
     for i in range(3):
+        teacher.asked.clear()
         part = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded"), shard=f"{i}/3"), teacher, student_sizing=TINY_SIZING)
         assert part["shard"] == f"{i}/3" and part["generated"] == len(Shard(i, 3).take(range(one["asked"])))
+        assert teacher.asked == Shard(i, 3).take(items)  # its own share, each item once
+    teacher.asked.clear()
     merged = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "sharded")), teacher, student_sizing=TINY_SIZING)
+    assert teacher.asked == []  # merging found every item answered by a shard
     assert {k: merged[k] for k in ("asked", "kept", "dropped", "tasks")} == {k: one[k] for k in ("asked", "kept", "dropped", "tasks")}
     assert read_jsonl(tmp_path / "sharded" / "sft.jsonl") == read_jsonl(tmp_path / "one" / "sft.jsonl")
     answers = ids(tmp_path / "sharded" / "answers.jsonl")
@@ -180,9 +216,14 @@ def test_reject_shards_merge_to_the_unsharded_result(world_test, base_model, tmp
     subset.write_text("".join(world_test.read_text().splitlines(keepends=True)[::4]))
     common = dict(data=str(subset), k=2, temperature=0.0, max_new_tokens=8, batch_size=2)
     one = reject(RejectConfig(out=str(tmp_path / "one"), **common), model, processor)
+    items = ids(subset)
     for i in range(2):
-        reject(RejectConfig(out=str(tmp_path / "sharded"), shard=f"{i}/2", **common), model, processor)
-    merged = reject(RejectConfig(out=str(tmp_path / "sharded"), **common), model, processor)
+        with counting_asks() as asked:
+            reject(RejectConfig(out=str(tmp_path / "sharded"), shard=f"{i}/2", **common), model, processor)
+        assert asked == Shard(i, 2).take(items)  # its own share, each item once
+    with counting_asks() as asked:
+        merged = reject(RejectConfig(out=str(tmp_path / "sharded"), **common), model, processor)
+    assert asked == []  # merging found every item sampled by a shard
     assert {k: merged[k] for k in ("asked", "kept", "all_right", "all_wrong", "tasks")} == {k: one[k] for k in ("asked", "kept", "all_right", "all_wrong", "tasks")}
     assert read_jsonl(tmp_path / "sharded" / "rl.jsonl") == read_jsonl(tmp_path / "one" / "rl.jsonl")
     one_samples = {r["id"]: r["samples"] for r in read_jsonl(tmp_path / "one" / "samples.jsonl")}
