@@ -25,7 +25,7 @@ from migrl.run_identity import StaleRunError
 T = TypeVar("T")
 
 REPORT_KEYS = ("tasks", "id_avg", "ood_avg", "avg")
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "demo"
+RECIPES = Path(__file__).resolve().parent / "recipes" / "demo"  # shipped in the package: a wheel has them too
 STAGES = ("base", "cot_sft", "rl")
 
 
