@@ -95,25 +95,25 @@ def test_parse_answer_scores_only_the_answer_part():
 
 
 @pytest.mark.parametrize(
-    "text, ok",
+    "text, ok, tags",  # tags: the think/answer tags alone are well placed
     [
-        ('<think>a</think><answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', True),
-        ('  <think>a</think>\n<answer>[{"bbox_2d": [1, 2, 3, 4]}]</answer>\n', True),
-        ('<think>a</think><answer>```json\n{"bbox_2d": [1, 2, 3, 4]}\n```</answer>', True),
-        ('<think>a</think><answer>[1, 2, 3, 4]</answer>', False),  # not JSON with bbox_2d
-        ('<answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', False),  # no thinking
-        ('<think>a</think>x<answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', False),  # text between
-        ('<think>a</think><answer>{"bbox_2d": [1, 2, 3, 4]}</answer> trailing', False),
-        ('<think>a<think>b</think><answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', False),
-        ('<answer>{"bbox_2d": [1, 2, 3, 4]}</answer><think>a</think>', False),
-        ('<think>a</think><answer>{"bbox_2d": [1, 2, "3", 4]}</answer>', False),
-        ('<think>a</think><answer>{"bbox_2d": [1, 2, NaN, 4]}</answer>', False),
-        ('<think>a</think><answer>[]</answer>', False),
+        ('<think>a</think><answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', True, True),
+        ('  <think>a</think>\n<answer>[{"bbox_2d": [1, 2, 3, 4]}]</answer>\n', True, True),
+        ('<think>a</think><answer>```json\n{"bbox_2d": [1, 2, 3, 4]}\n```</answer>', True, True),
+        ('<think>a</think><answer>[1, 2, 3, 4]</answer>', False, True),  # not JSON with bbox_2d
+        ('<answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', False, False),  # no thinking
+        ('<think>a</think>x<answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', False, False),  # text between
+        ('<think>a</think><answer>{"bbox_2d": [1, 2, 3, 4]}</answer> trailing', False, False),
+        ('<think>a<think>b</think><answer>{"bbox_2d": [1, 2, 3, 4]}</answer>', False, False),
+        ('<answer>{"bbox_2d": [1, 2, 3, 4]}</answer><think>a</think>', False, False),
+        ('<think>a</think><answer>{"bbox_2d": [1, 2, "3", 4]}</answer>', False, True),
+        ('<think>a</think><answer>{"bbox_2d": [1, 2, NaN, 4]}</answer>', False, True),
+        ('<think>a</think><answer>[]</answer>', False, True),
     ],
 )
-def test_format(text, ok):
+def test_format(text, ok, tags):
     assert parse_answer(text).format_ok is ok
-    assert has_think_answer_format(text) or not ok
+    assert has_think_answer_format(text) is tags
 
 
 def test_format_answer_is_parsed_back():
