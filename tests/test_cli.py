@@ -40,3 +40,15 @@ def test_one_flag_style_works_for_every_command():
     assert (a.model, a.out) == (b.model, b.out) == ("m", "o")
     assert p.parse_args(["reject", "--model_name_or_path", "m", "--data", "d", "--output_dir", "o"]).out == "o"
     assert "(default: 192)" in p._subparsers._group_actions[0].choices["eval"].format_help()  # defaults shown
+
+
+def test_stage_help_teaches_config_first_and_migrls_fields(capsys):
+    from migrl.cli import main
+
+    assert main(["sft", "--help"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("usage: migrl sft --config") and "example: migrl sft --config recipes/paper/sft.yaml" in out
+    first_option = next(line for line in lines if line.strip().startswith("--"))
+    assert first_option.strip().startswith("--config") and "--length_skip_limit (default: 0.05)" in out
+    assert len(lines) < 60  # not TRL's hundreds of fields (those: --help-all)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from trl import TrlParser
 
-from migrl.cli import cpu_overrides
+from migrl.recipe import cpu_overrides
 from migrl.stages.grpo import GRPOStageConfig
 from migrl.stages.sft import SFTStageConfig
 

@@ -11,12 +11,13 @@ import yaml
 from trl import TrlParser
 
 from migrl.boxes import format_answer
-from migrl.cli import cpu_overrides, main
+from migrl.cli import main
 from migrl.data.world import write_split
+from migrl.recipe import cpu_overrides, expand_config_argv, load_recipe
 from migrl.records import read_records
 from migrl.stages.grpo import GRPOStageConfig
 from migrl.stages.sft import SFTStageConfig
-from migrl.sweep import expand_config_argv, load_recipe, load_sweep
+from migrl.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 ABLATIONS = REPO / "recipes" / "paper" / "ablations"

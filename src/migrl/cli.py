@@ -308,7 +308,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from migrl.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=args.out, base=args.base, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
-                        batch_size=args.batch_size, until=args.until, rl_per_task=args.rl_per_task))
+                        batch_size=args.batch_size, until=args.until, rl_per_task=args.rl_per_task,
+                        sft_max_steps=args.sft_max_steps, grpo_max_steps=args.grpo_max_steps, report_to=args.report_to))
     return 0
 
 
@@ -526,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--until", default="rl", choices=["base", "cot_sft", "rl"], help="the last stage to run")
     d.add_argument("--rl-per-task", type=int, default=_demo_default("rl_per_task"),
                    help="RL pool items per in-domain task (before rejection sampling)")
+    d.add_argument("--sft-max-steps", type=int, default=0, help="SFT steps (0: the demo recipe's)")
+    d.add_argument("--grpo-max-steps", type=int, default=0, help="GRPO steps (0: the demo recipe's)")
+    d.add_argument("--report-to", default="", help="the trainers' loggers, e.g. tensorboard (default: the recipes' none)")
     d.set_defaults(func=cmd_demo)
 
     sw = sub.add_parser("sweep", help="run recipe variants (the paper's ablations) and table their scores (resumable)")
@@ -543,61 +547,45 @@ def build_parser() -> argparse.ArgumentParser:
 TRL_STAGES = {"sft", "grpo"}  # configured by a YAML recipe + command-line overrides through TRL's parser
 
 
-def cpu_overrides(argv: list[str]) -> list[str]:
-    """Without a GPU, a GPU recipe (bf16, gradient checkpointing) would be refused by TrainingArguments;
-    run it on the CPU instead and say so."""
-    import torch
-
-    if torch.cuda.is_available() or "--use_cpu" in argv:
-        return argv
-    print("[migrl] no GPU: running on the CPU (use_cpu=true, bf16/fp16/gradient_checkpointing off)", file=sys.stderr)
-    return argv + ["--use_cpu", "true", "--bf16", "false", "--fp16", "false", "--gradient_checkpointing", "false"]
+STAGE_EXAMPLES = {
+    "sft": "migrl sft --config recipes/paper/sft.yaml --model_name_or_path /models/Qwen2.5-VL-7B-Instruct --max_steps 100",
+    "grpo": "migrl grpo --config recipes/paper/grpo.yaml --learning_rate 2e-5",
+}
 
 
-def parse_recipe(config_class: type, prog: str, argv: list[str]) -> Any:
-    """TRL's parser (YAML recipe + command-line overrides, no prefix matching); a field it does not know
-    becomes one line naming the nearest real one."""
-    import difflib
-    import re
-
-    from trl import TrlParser
-
-    try:
-        (cfg,) = TrlParser(dataclass_types=[config_class], prog=prog, allow_abbrev=False).parse_args_and_config(args=argv)
-    except ValueError as exc:
-        known_message = "Unknown arguments" in str(exc) or "not used by the HfArgumentParser" in str(exc)
-        unknown = re.findall(r"'--([A-Za-z0-9_\-]+)'", str(exc)) if known_message else []
-        if not unknown:
-            raise
-        fields = [f.name for f in dataclasses.fields(config_class)]
-        hints = []
-        for name in unknown:
-            near = difflib.get_close_matches(name, fields, n=1)
-            hints.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
-        raise OptionError(f"{prog}: unknown recipe field(s) {', '.join(hints)}; `{prog} --help` lists the fields") from None
-    return cfg
+def stage_help(stage: str, config_class: type, trl_class: type) -> str:
+    """``migrl sft|grpo --help``: the purpose, an example, --config first, then the fields migrl adds to
+    TRL's config; ``--help-all`` gives TRL's full list (hundreds of fields)."""
+    own = [f for f in dataclasses.fields(config_class) if f.name not in {g.name for g in dataclasses.fields(trl_class)}]
+    lines = [f"usage: migrl {stage} --config RECIPE.yaml [--field value ...]", "",
+             (config_class.__doc__ or "").strip(), "", f"example: {STAGE_EXAMPLES[stage]}", "",
+             "  --config RECIPE.yaml   a recipe (recipes/paper/, recipes/demo/); every field below, or any field of "
+             f"TRL's {trl_class.__name__}, can also be given on the command line and wins over the recipe", ""]
+    for f in own:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"  --{f.name} (default: {default})  {f.metadata.get('help', '')}".rstrip())
+    lines += ["", f"`migrl {stage} --help-all`: every field of TRL's {trl_class.__name__} as well."]
+    return "\n".join(lines)
 
 
 def run_trl_stage(stage: str, argv: list[str]) -> int:
-    import warnings
-
-    # TRL 1.16's configs still carry transformers' deprecated `gradient_checkpointing` alias; the warning
-    # it prints on every run says nothing a user can act on.
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
-    from migrl.sweep import expand_config_argv
-
-    argv = cpu_overrides(expand_config_argv(argv))  # recipes may `extends:` another recipe
+    from migrl.recipe import stage_config
 
     if stage == "sft":
-        from migrl.stages.sft import SFTStageConfig, train_sft
+        from trl import SFTConfig as trl_class
 
-        cfg = parse_recipe(SFTStageConfig, "migrl sft", argv)
-        summary = train_sft(cfg)
+        from migrl.stages.sft import SFTStageConfig as config_class, train_sft as train
     else:
-        from migrl.stages.grpo import GRPOStageConfig, train_grpo
+        from trl import GRPOConfig as trl_class
 
-        cfg = parse_recipe(GRPOStageConfig, "migrl grpo", argv)
-        summary = train_grpo(cfg)
+        from migrl.stages.grpo import GRPOStageConfig as config_class, train_grpo as train
+    if "--help-all" in argv:
+        argv = ["--help"]
+    elif "--help" in argv or "-h" in argv:
+        print(stage_help(stage, config_class, trl_class))
+        return 0
+    cfg = stage_config(config_class, f"migrl {stage}", argv)
+    summary = train(cfg)
     print(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
     return exit_code(summary["bad_records"], cfg.output_dir)
 

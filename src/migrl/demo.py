@@ -41,6 +41,7 @@ class DemoConfig:
     seed: int = 0
     batch_size: int = 64
     until: str = "rl"  # the last stage to run: base, cot_sft or rl
+    report_to: str = ""  # the trainers' loggers (tensorboard, wandb, ...); "" = the demo recipes' (none)
 
 
 def _stage_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -49,10 +50,9 @@ def _stage_scores(scores: dict[str, Any]) -> dict[str, Any]:
 
 def _recipe(name: str, **overrides: Any) -> list[str]:
     """Command-line arguments for a TRL-configured stage: the demo recipe plus overrides."""
-    args = ["--config", str(RECIPES / f"{name}.yaml")]
-    for key, value in overrides.items():
-        args += [f"--{key}", str(value)]
-    return args
+    from migrl.recipe import recipe_argv
+
+    return recipe_argv(RECIPES / f"{name}.yaml", **overrides)
 
 
 class Demo:
@@ -61,6 +61,9 @@ class Demo:
         self.out = Path(cfg.out)
         self.start = time.time()
         self.report: dict[str, Any] = {"seconds": 0.0, "stages": {}}
+
+    def reporting(self) -> dict[str, str]:
+        return {"report_to": self.cfg.report_to} if self.cfg.report_to else {}
 
     def say(self, message: str) -> None:
         print(f"[demo {time.time() - self.start:5.0f} s] {message}", flush=True)
@@ -112,9 +115,9 @@ class Demo:
         from migrl.answer_space import resolve_sizing
         from migrl.engines.scripted import ScriptedTeacher
         from migrl.models.loading import resolve_model_path
+        from migrl.recipe import stage_config
         from migrl.stages.sft import SFTStageConfig, train_sft
         from migrl.stages.synthesize import SynthesizeConfig, synthesize
-        from trl import TrlParser
 
         self.say("synthesizing chains of thought with the scripted teacher (k=4, keep items right 4/4)")
         synth_cfg = SynthesizeConfig(data=str(train), out=str(self.out / "synthesize"))
@@ -126,21 +129,21 @@ class Demo:
         out = self.out / "sft"
         steps = {"max_steps": self.cfg.sft_max_steps} if self.cfg.sft_max_steps else {}
         base = {"model_name_or_path": self.cfg.base} if self.cfg.base else {}
-        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps, **base)
-        (sft_cfg,) = TrlParser(dataclass_types=[SFTStageConfig]).parse_args_and_config(args=args)
+        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps, **base,
+                       **self.reporting())
+        sft_cfg = stage_config(SFTStageConfig, "migrl demo (sft)", args)
         train_sft(sft_cfg)
         return out
 
     def reinforce(self, sft_model: Path, pool: Path) -> Path:
         from migrl.stages.grpo import GRPOStageConfig, train_grpo
+        from migrl.recipe import stage_config
         from migrl.stages.reject import RejectConfig, reject
-        from trl import TrlParser
 
-        (grpo_cfg,) = TrlParser(dataclass_types=[GRPOStageConfig]).parse_args_and_config(
-            args=_recipe("grpo", model_name_or_path=sft_model, data=self.out / "reject" / "rl.jsonl",
-                         output_dir=self.out / "grpo", seed=self.cfg.seed,
-                         **({"max_steps": self.cfg.grpo_max_steps} if self.cfg.grpo_max_steps else {}))
-        )
+        grpo_cfg = stage_config(GRPOStageConfig, "migrl demo (grpo)", _recipe(
+            "grpo", model_name_or_path=sft_model, data=self.out / "reject" / "rl.jsonl", output_dir=self.out / "grpo",
+            seed=self.cfg.seed, **({"max_steps": self.cfg.grpo_max_steps} if self.cfg.grpo_max_steps else {}),
+            **self.reporting()))
         self.say("rejection sampling: the SFT model answers each RL item 4 times; mixed items are kept")
         reject_cfg = RejectConfig(
             model=str(sft_model), data=str(pool), out=str(self.out / "reject"), k=4,

@@ -35,61 +35,10 @@ from typing import Any
 import yaml
 
 from migrl.jsonl import write_json_atomic, write_text_atomic
+from migrl.recipe import config_index, load_recipe, override
 
-META_KEYS = ("extends", "ablates")  # migrl's own recipe keys, not fields of TRL's configs
 SCORE_KEYS = (("id_avg", "ID avg"), ("ood_avg", "OOD avg"), ("avg", "avg"))
 PYTHON_MIGRL = [sys.executable, "-m", "migrl.cli"]
-
-
-# -- recipes that extend recipes ---------------------------------------------------------------------
-
-def load_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A recipe's fields with its ``extends`` chain merged in (the extending file wins)."""
-    path = Path(path).resolve()
-    if path in _seen:
-        raise ValueError(f"{path}: recipes extend each other in a loop: {' -> '.join(map(str, _seen + (path,)))}")
-    fields = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(fields, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of field: value, got {type(fields).__name__}")
-    parent = fields.pop("extends", None)
-    if parent is None:
-        return fields
-    base = load_recipe(path.parent / parent, _seen + (path,))
-    base.pop("ablates", None)  # what the parent ablates is not what this one does
-    return {**base, **fields}
-
-
-def _config_index(argv: list[str]) -> int | None:
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            return i + 1
-    return None
-
-
-def _override(argv: list[str], name: str) -> str | None:
-    flag = f"--{name}"
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def expand_config_argv(argv: list[str]) -> list[str]:
-    """``argv`` of ``migrl sft|grpo`` with a ``--config`` that uses ``extends``/``ablates`` replaced by
-    the merged recipe, written to ``<output_dir>/recipe.yaml`` (a record of what was run)."""
-    i = _config_index(argv)
-    if i is None:
-        return argv
-    raw = yaml.safe_load(Path(argv[i]).read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict) or not any(k in raw for k in META_KEYS):
-        return argv
-    fields = {k: v for k, v in load_recipe(argv[i]).items() if k not in META_KEYS}
-    out = Path(_override(argv, "output_dir") or fields.get("output_dir") or "runs")
-    merged = out / "recipe.yaml"
-    write_text_atomic(merged, f"# merged from {argv[i]}\n" + yaml.safe_dump(fields, sort_keys=False))
-    return [*argv[:i], str(merged), *argv[i + 1:]]
 
 
 # -- the sweep file --------------------------------------------------------------------------------
@@ -119,13 +68,13 @@ def _fill(text: str, out: Path, name: str) -> str:
 def step_output(step: list[str]) -> str | None:
     """The folder a step writes its model to: ``--output_dir`` / the recipe's (sft, grpo), ``--out`` (reject)."""
     if step and step[0] in ("sft", "grpo"):
-        i = _config_index(step)
-        return _override(step, "output_dir") or (load_recipe(step[i]).get("output_dir") if i is not None else None)
-    return _override(step, "out")
+        i = config_index(step)
+        return override(step, "output_dir") or (load_recipe(step[i]).get("output_dir") if i is not None else None)
+    return override(step, "out")
 
 
 def step_ablates(step: list[str]) -> str:
-    i = _config_index(step)
+    i = config_index(step)
     return str(load_recipe(step[i]).get("ablates", "")) if i is not None and step[0] in ("sft", "grpo") else ""
 
 
