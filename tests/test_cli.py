@@ -52,3 +52,15 @@ def test_stage_help_teaches_config_first_and_migrls_fields(capsys):
     first_option = next(line for line in lines if line.strip().startswith("--"))
     assert first_option.strip().startswith("--config") and "--length_skip_limit (default: 0.05)" in out
     assert len(lines) < 60  # not TRL's hundreds of fields (those: --help-all)
+
+
+def test_every_exit_code_is_one_enum_and_documented():
+    import re
+    from pathlib import Path
+
+    from migrl.bad_records import ExitCode
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("Exit codes of `migrl`:")[1].split("\n\n")[1]
+    documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert documented == {int(c) for c in ExitCode}

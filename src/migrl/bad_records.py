@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from collections import Counter
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -27,10 +28,18 @@ from migrl.records import LENGTH_FIELD, BadRecord, LoadReport, Record, RecordErr
 
 REPORT_NAME = "bad_records.jsonl"
 
-# Exit codes of the migrl command (documented in the README, "Failure and resume").
-EXIT_OK = 0  # every record went through
-EXIT_SKIPPED = 3  # the run finished, some records were skipped: see bad_records.jsonl
-EXIT_STRICT = 4  # --strict: stopped at the first bad record (printed), outputs not finished
+class ExitCode(IntEnum):
+    """Every exit code of the migrl command, in one place (documented in the README, "Failure and resume")."""
+
+    OK = 0  # every record went through
+    FAILED = 1  # an unexpected error (a traceback); migrl sweep: some variant did not finish
+    USAGE = 2  # the user's to fix before anything ran: the command line, an option, a missing file, another run in --out
+    SKIPPED = 3  # the run finished, some records were skipped: see bad_records.jsonl
+    STRICT = 4  # --strict: stopped at the first bad record (printed), outputs not finished
+    INTERRUPTED = 130  # Ctrl-C (the shell's 128 + SIGINT); what was done is saved and a rerun resumes
+
+
+EXIT_OK, EXIT_SKIPPED, EXIT_STRICT = ExitCode.OK, ExitCode.SKIPPED, ExitCode.STRICT
 
 
 class OptionError(ValueError):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from migrl.bad_records import EXIT_STRICT, OptionError, exit_code
+from migrl.bad_records import ExitCode, OptionError, exit_code
 from migrl.boxes import Space
 from migrl.records import RecordError
 from migrl.run_identity import StaleRunError
@@ -327,7 +327,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     md, js = write_sweep(rows, out)
     print(sweep_table(rows), end="")
     print(f"wrote {md} and {js}", file=sys.stderr)
-    return 0 if all(r["status"] == "scored" for r in rows) else 1
+    return ExitCode.OK if all(r["status"] == "scored" for r in rows) else ExitCode.FAILED
 
 
 def _demo_default(field: str) -> object:
@@ -592,7 +592,6 @@ def run_trl_stage(stage: str, argv: list[str]) -> int:
 
 # The resumable logs of the generating commands, in their --out (eval, reject, synthesize).
 RESUMABLE_LOGS = ("predictions.jsonl", "samples.jsonl", "answers.jsonl")
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 
 def interrupted_message(argv: list[str], args: argparse.Namespace | None) -> str:
@@ -620,13 +619,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except RecordError as exc:  # --strict, or a file migrl wrote itself that is broken
         print(f"migrl: stopped at a bad record: {exc}", file=sys.stderr)
-        return EXIT_STRICT
+        return ExitCode.STRICT
     except (StaleRunError, OptionError, FileNotFoundError) as exc:  # the user's to fix: one line, no traceback
         print(f"migrl: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except KeyboardInterrupt:
         print(interrupted_message(argv, args), file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":
