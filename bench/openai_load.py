@@ -32,7 +32,7 @@ from PIL import Image
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))  # the fake server lives with the tests
 
-from migrl.engines.hf import Request, SamplingParams  # noqa: E402
+from migrl.engines.base import Request, SamplingParams  # noqa: E402
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 SERVER = Path(__file__).resolve().parent.parent / "tests" / "fake_openai_server.py"  # lives with the tests
 
-from migrl.engines.hf import Request, SamplingParams  # noqa: E402
+from migrl.engines.base import Request, SamplingParams  # noqa: E402
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig  # noqa: E402
 
 

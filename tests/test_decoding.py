@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from migrl.engines.hf import HFEngine, Request, SamplingParams, generate_one_by_one
+from migrl.engines.base import Request, SamplingParams
+from migrl.engines.hf import HFEngine, generate_one_by_one
 from migrl.records import data_root, read_records
 from migrl.stages.evaluate import request_for
 

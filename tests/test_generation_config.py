@@ -16,7 +16,8 @@ import shutil
 import pytest
 import torch
 
-from migrl.engines.hf import HFEngine, SamplingParams, generate_one_by_one
+from migrl.engines.base import SamplingParams
+from migrl.engines.hf import HFEngine, generate_one_by_one
 from migrl.models.loading import load_model, load_processor
 from migrl.records import data_root, read_records
 from migrl.stages.evaluate import request_for

@@ -12,7 +12,7 @@ from PIL import Image
 
 from fake_openai_server import FakeOpenAIServer, last_text
 from migrl.engines import openai_compat
-from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
 
 PLANTED_KEY = "sk-migrl-planted-0123456789"

@@ -10,7 +10,7 @@ from typing import Sequence
 from PIL import Image
 
 from fake_openai_server import FakeOpenAIServer, last_text
-from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
 from migrl.engines.openai_compat import OpenAICompatEngine, OpenAIConfig
 
 ITEMS, CONCURRENCY = 300, 8

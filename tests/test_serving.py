@@ -11,7 +11,7 @@ import pytest
 
 from fake_openai_server import FakeOpenAIServer, processor_prompt_tokens
 from migrl.cli import main
-from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
 from migrl.engines.openai_compat import OpenAICompatEngine, OpenAIConfig
 from migrl.engines.remote import RemoteConfig
 from migrl.engines.serving import (PROBE_SIZES, ImageTokenMismatch, check_image_tokens, local_prompt_tokens,

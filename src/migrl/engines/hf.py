@@ -8,47 +8,13 @@ decoded together, finished rows leaving the batch (engines/decoding.py says why 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
-from PIL import Image
 from transformers import GenerationConfig
 
+from migrl.engines.base import OnBatch, Request, SamplingParams
 from migrl.engines.decoding import decode, prefill, stack
-
-
-@dataclass
-class Request:
-    images: list[Image.Image]
-    messages: list[dict[str, Any]]  # chat messages, images as {"type": "image"} parts
-
-
-@dataclass
-class SamplingParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    n: int = 1  # completions per request
-
-    @property
-    def rows(self) -> int:
-        """Completions decoded per request: greedy ones are all the same, so one, repeated n times."""
-        return self.n if self.temperature > 0 else 1
-
-    # Every sampling field of a chat-completions request is sent, every time: vLLM's OpenAI server (by
-    # default, --generation-config auto) and SGLang take each field a request leaves out from the model
-    # folder's generation_config.json (Qwen2.5-VL-7B-Instruct's: repetition_penalty 1.05, temperature 1e-6).
-    def api_fields(self) -> dict[str, Any]:
-        """The OpenAI API's own sampling fields, at migrl's values (penalties off)."""
-        return {"max_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "presence_penalty": 0.0, "frequency_penalty": 0.0}
-
-    @staticmethod
-    def server_fields() -> dict[str, Any]:
-        """vLLM's and SGLang's sampling fields beyond the OpenAI API, all off. top_k -1 is "off" for both:
-        vLLM prefers 0 but accepts -1, while SGLang and older vLLMs refuse 0."""
-        return {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
 
 
 class HFEngine:
@@ -85,7 +51,7 @@ class HFEngine:
         self,
         requests: Sequence[Request],
         params: SamplingParams,
-        on_batch: Callable[[list[int], list[list[str]]], None] | None = None,
+        on_batch: OnBatch | None = None,
     ) -> list[list[str]]:
         """Completions per request (``params.n`` each), in request order.
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import openai
 from PIL import Image
 
-from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
 from migrl.images import ImageError
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """``eval`` and ``reject`` against served models (`vllm serve`, SGLang, any OpenAI-compatible server).
 
-The stages drive an engine with ``generate(requests, params, on_batch)`` (``HFEngine``'s interface);
+The stages drive an engine with ``generate(requests, params, on_batch)`` (``migrl.engines.base.Engine``);
 `BatchAdapter` gives the OpenAI-compatible engine that interface, reporting each item as it finishes
 (so the stages' append logs resume as with the local engine) and keeping the failures aside, with
 their reasons, instead of writing them as answers: a rerun asks for them again.
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.base import OnBatch, Request, SamplingParams
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
 from migrl.engines.serving import check_image_tokens
 from migrl.images import ImageSizing
@@ -34,14 +34,14 @@ class RemoteConfig:
 
 
 class BatchAdapter:
-    """`OpenAICompatEngine` behind ``HFEngine``'s ``generate(requests, params, on_batch)``."""
+    """`OpenAICompatEngine` (an ``ItemEngine``) as an ``Engine``: ``generate(requests, params, on_batch)``."""
 
     def __init__(self, engine: OpenAICompatEngine):
         self.engine = engine
         self.failures: dict[int, str] = {}  # of the last generate call: request index -> reason
 
     def generate(self, requests: Sequence[Request], params: SamplingParams,
-                 on_batch: Callable[[list[int], list[list[str]]], None] | None = None) -> list[list[str]]:
+                 on_batch: OnBatch | None = None) -> list[list[str]]:
         self.failures = {}
 
         def one(i: int, result: list[str] | Failure) -> None:

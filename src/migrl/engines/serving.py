@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from migrl.engines.hf import Request
+from migrl.engines.base import Request
 from migrl.images import ImageSizing
 
 log = logging.getLogger(__name__)

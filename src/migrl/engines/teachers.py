@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 
 from migrl.bad_records import OptionError
 from migrl.boxes import Space
-from migrl.engines.hf import HFEngine, Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
+from migrl.engines.hf import HFEngine
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.records import Record

@@ -21,7 +21,8 @@ from typing import Any
 
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
-from migrl.engines.hf import HFEngine, Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
+from migrl.engines.hf import HFEngine
 from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace, family_coords
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageSizing, load_image, resolve_image_path

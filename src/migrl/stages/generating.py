@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 from tqdm import tqdm
 
 from migrl.bad_records import BadRecords
-from migrl.engines.hf import Request, SamplingParams
+from migrl.engines.base import Engine, Request, SamplingParams
 from migrl.images import ImageError
 from migrl.jsonl import AppendLog
 from migrl.records import Record
@@ -29,7 +29,7 @@ class Generation:
     (into ``bad`` at once) and items no server answered (``unanswered``; listed after scoring), both
     kept as ``Skip`` reports for the merging rank."""
 
-    engine: Any
+    engine: Engine  # its optional ``failures``: items no server answered in the last call
     params: SamplingParams
     request: Callable[[Record], Request]
     row: Callable[[Record, list[str]], dict[str, Any]]  # what gets logged for a record's completions

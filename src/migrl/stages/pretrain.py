@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from migrl.boxes import Space, convert, iou, parse_answer
 from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
-from migrl.engines.hf import HFEngine, Request, SamplingParams
+from migrl.engines.base import Request, SamplingParams
+from migrl.engines.hf import HFEngine
 from migrl.data import scenes as sc
 from migrl.images import MERGE_SIZE, TINY_SIZING, ImageSizing
 from migrl.models.tiny import build_tiny_model

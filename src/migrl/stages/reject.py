@@ -22,7 +22,8 @@ from typing import Any
 
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
-from migrl.engines.hf import HFEngine, SamplingParams
+from migrl.engines.base import SamplingParams
+from migrl.engines.hf import HFEngine
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
