@@ -32,10 +32,10 @@ from transformers.trainer_callback import PrinterCallback
 from migrl.data import scenes as sc
 from migrl.images import ImageSizing, load_image
 from migrl.models.loading import load_model, load_processor
+from migrl.models.peft import freeze_vision
 from migrl.records import GroundTruthBox, Record
 from migrl.rewards import completion_text, format_reward, iou_reward
 from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset, prompt_length
-from migrl.stages.sft import freeze_vision
 
 
 def write_records(root: Path, n: int, images: int, size: int, seed: int) -> list[Record]:

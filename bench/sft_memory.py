@@ -77,7 +77,8 @@ def child(side: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     from migrl.images import ImageSizing
     from migrl.models.loading import load_model, load_processor
     from migrl.models.released import cached_released_folder
-    from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, MigrlSFTTrainer, freeze_vision, training_dataset
+    from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision
+    from migrl.stages.sft import MigrlSFTTrainer, training_dataset
 
     class Steps(TrainerCallback):
         def __init__(self) -> None:

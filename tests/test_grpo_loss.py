@@ -13,9 +13,9 @@ from trl import GRPOTrainer
 
 from migrl.data.world import write_split
 from migrl.models.loading import load_model, load_processor
+from migrl.models.peft import freeze_vision
 from migrl.records import data_root, read_records
 from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset, reward_functions
-from migrl.stages.sft import freeze_vision
 
 G = 4  # rollouts per group; 2 groups per batch
 

@@ -13,6 +13,7 @@ from trl import GRPOTrainer
 from migrl.data.world import write_split
 from migrl.images import load_image
 from migrl.models.loading import load_model, load_processor
+from migrl.models.peft import freeze_vision
 from migrl.records import data_root, read_records
 from migrl.rewards import completion_text, format_reward, iou_reward
 from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset
@@ -23,7 +24,6 @@ from migrl.stages.grpo_sharing import (
     pack_shared_prefix,
     row_groups,
 )
-from migrl.stages.sft import freeze_vision
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_released_totals_are_the_published_sizes():
 def test_lora_count_matches_peft(tiny_model):
     from peft import LoraConfig, get_peft_model
 
-    from migrl.stages.sft import LANGUAGE_MODEL_LINEARS
+    from migrl.models.peft import LANGUAGE_MODEL_LINEARS
 
     model = copy.deepcopy(tiny_model)  # get_peft_model changes the model in place
     peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=LANGUAGE_MODEL_LINEARS))

@@ -19,8 +19,9 @@ from transformers import set_seed
 from trl import SFTConfig, SFTTrainer
 
 from migrl.models.loading import load_model, load_processor
+from migrl.models.peft import LANGUAGE_MODEL_LINEARS
 from migrl.records import GroundTruthBox, Record
-from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, MigrlSFTTrainer, training_dataset
+from migrl.stages.sft import MigrlSFTTrainer, training_dataset
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.sft_loss import TrainedPositionsLossMixin
 

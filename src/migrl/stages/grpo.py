@@ -32,13 +32,13 @@ from migrl.engines.serving import check_vllm_rollouts
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import context_left, load_model, load_processor, processor_as_loaded, resolve_model_path
+from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
 from migrl.prompts import user_message
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 from migrl.stages.grpo_sharing import GroupSharingMixin
-from migrl.stages.sft import LANGUAGE_MODEL_LINEARS, freeze_vision
 
 
 @dataclass
@@ -194,8 +194,6 @@ def _adapt_to_device(cfg: GRPOStageConfig) -> None:
 
 
 def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
-    from peft import LoraConfig
-
     from migrl.stages.checkpoints import last_complete_checkpoint
 
     _adapt_to_device(cfg)
@@ -221,10 +219,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")
     reward_funcs = reward_functions(cfg)
     cfg.remove_unused_columns = False  # the reward functions read the `target` column
-    peft_config = None
-    if cfg.use_lora:
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+    peft_config = lora_config(cfg)
     out = Path(cfg.output_dir)
     trainer = MigrlGRPOTrainer(
         model=model,

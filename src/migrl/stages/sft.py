@@ -30,14 +30,12 @@ from migrl.boxes import Space, format_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, processor_as_loaded, resolve_model_path
+from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
 from migrl.prompts import chat_messages
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.stages.checkpoints import CheckpointWeightsMixin
 from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
 from migrl.stages.sft_loss import TrainedPositionsLossMixin
-
-# The language model's linear layers only: the vision tower has gate/up/down_proj too.
-LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
 @dataclass
@@ -170,15 +168,7 @@ class MigrlSFTTrainer(TrainedPositionsLossMixin, CheckpointWeightsMixin, SFTTrai
     weights (``CheckpointWeightsMixin``)."""
 
 
-def freeze_vision(model: Any) -> None:
-    """The vision tower and the merger (``model.model.visual``) get no gradient."""
-    for p in model.model.visual.parameters():
-        p.requires_grad_(False)
-
-
 def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
-    from peft import LoraConfig
-
     _adapt_to_device(cfg)
     require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
@@ -221,15 +211,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     cfg.assistant_only_loss = True
     cfg.remove_unused_columns = False
     cfg.dataset_kwargs = {"skip_prepare_dataset": True}
-    peft_config = None
-    if cfg.use_lora:
-        peft_config = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_target_modules,
-            task_type="CAUSAL_LM",
-        )
+    peft_config = lora_config(cfg)
     trainer = MigrlSFTTrainer(
         model=model,
         args=cfg,
