@@ -2,8 +2,10 @@
 
 One rule for every command, so the same answers score the same everywhere:
 
-1. ``--coords`` when given; otherwise the model folder's family (``config.json`` ``model_type``):
-   Qwen2.5-VL answers in pixels of its resized image (``qwen25``), Qwen2-VL in [0, 1000) (``qwen2``).
+1. ``--coords`` when given; otherwise the model folder's family (``config.json`` ``model_type``, the
+   registry in ``migrl.models.family``): Qwen2.5-VL answers in pixels of its resized image (``qwen25``),
+   Qwen2-VL and Qwen3-VL in [0, 1000] of each image (``qwen2``). A family whose own documentation does
+   not state its convention (Qwen3.5) is refused, as an unknown one is.
 2. Where the space needs the image setting (``qwen25``: the resized size depends on min/max pixels),
    explicit ``--min-pixels`` / ``--max-pixels`` when given, else the model folder's processor config.
 3. Neither: the command refuses and says what to pass. Nothing falls back to the tiny demo model's
@@ -12,18 +14,18 @@ One rule for every command, so the same answers score the same everywhere:
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from migrl.bad_records import OptionError
 from migrl.boxes import Space
 from migrl.images import ImageSizing
+from migrl.models.family import DEFAULT_FAMILY, FAMILIES, family_of, model_type_of
 
-# The space each model family grounds in, by the folder's config.json model_type.
-FAMILY_COORDS = {"qwen2_5_vl": Space.QWEN25, "qwen2_vl": Space.QWEN2}
+# The space each model family grounds in, by the folder's config.json model_type (families that say).
+FAMILY_COORDS = {t: f.coords for t, f in FAMILIES.items() if f.coords is not None}
 SPACES_NEEDING_SIZING = (Space.QWEN25,)
 # Record ``meta`` key: the space (and image setting) the boxes of a record's ``response`` are written in.
 RESPONSE_SPACE = "response_space"
@@ -38,26 +40,32 @@ class AnswerSpace:
         d: dict[str, Any] = {"coords": self.coords.value}
         if self.sizing is not None:
             d.update(min_pixels=self.sizing.min_pixels, max_pixels=self.sizing.max_pixels)
+            if self.sizing.factor != DEFAULT_FAMILY.geometry.factor:  # Qwen2.5-VL's files stay as they were
+                d["factor"] = self.sizing.factor
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AnswerSpace":
         coords = Space(d["coords"])
-        sizing = ImageSizing(int(d["min_pixels"]), int(d["max_pixels"])) if "max_pixels" in d else None
+        sizing = None
+        if "max_pixels" in d:
+            sizing = ImageSizing(int(d["min_pixels"]), int(d["max_pixels"]), int(d.get("factor", ImageSizing.factor)))
         return cls(coords, sizing)
 
 
 def family_coords(folder: str | os.PathLike) -> Space:
-    """The space the model in ``folder`` answers in, from its config.json."""
+    """The space the model in ``folder`` answers in: its family's, by its config.json."""
     config = Path(folder) / "config.json"
     try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        model_type = model_type_of(folder)
     except (OSError, ValueError) as exc:
         raise OptionError(f"{str(config)!r} cannot be read ({exc}); pass --coords") from None
-    if model_type not in FAMILY_COORDS:
-        raise OptionError(f"{str(folder)!r} is a {model_type!r} model, whose box convention migrl does not know; "
-                          f"pass --coords ({', '.join(s.value for s in Space)})")
-    return FAMILY_COORDS[model_type]
+    family = family_of(folder)
+    if family is None or family.coords is None:
+        known = f"a {family.name} model, whose documentation states no box convention" if family else \
+            f"a {model_type!r} model, whose box convention migrl does not know"
+        raise OptionError(f"{str(folder)!r} is {known}; pass --coords ({', '.join(s.value for s in Space)})")
+    return family.coords
 
 
 def resolve_answer_space(command: str, model: str | os.PathLike | None = None, coords: str | None = None,
@@ -82,8 +90,9 @@ def resolve_sizing(command: str, model: str | os.PathLike | None, min_pixels: in
     if model:
         from migrl.models.loading import load_processor
 
-        folder_sizing = ImageSizing.from_processor(load_processor(model))
-        return ImageSizing(min_pixels or folder_sizing.min_pixels, max_pixels or folder_sizing.max_pixels)
+        folder_sizing = ImageSizing.from_processor(load_processor(model))  # its family's factor, too
+        return replace(folder_sizing, min_pixels=min_pixels or folder_sizing.min_pixels,
+                       max_pixels=max_pixels or folder_sizing.max_pixels)
     if max_pixels:
         return ImageSizing(min_pixels or ImageSizing.min_pixels, max_pixels)
     raise OptionError(f"{command}: qwen25 boxes are pixels of the image as the model resized it, which depends on its "

@@ -6,7 +6,7 @@ Every box in migrl is ``[x1, y1, x2, y2]`` in a named space, relative to one ima
 - ``qwen25``      pixels of the image as Qwen2.5-VL saw it, after ``smart_resize`` (each image of a
                   prompt has its own resized size, so the image index matters);
 - ``normalized``  fractions of the image side, [0, 1];
-- ``qwen2``       Qwen2-VL's integers in [0, 1000).
+- ``qwen2``       integers in [0, 1000] of each image: Qwen2-VL's and Qwen3-VL's (``migrl.models.family``).
 
 The parser reads what models write (think/answer tags, JSON ``bbox_2d``, bare lists,
 ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``, several boxes, an image index). It never raises and runs
@@ -21,9 +21,10 @@ import math
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from migrl.images import ImageSizing
+if TYPE_CHECKING:  # annotations only: migrl.images takes its geometry from models/family.py, which needs Space
+    from migrl.images import ImageSizing
 
 Bbox = tuple[float, float, float, float]
 

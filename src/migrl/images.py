@@ -1,9 +1,10 @@
 """Images: the one image-size setting every stage shares, and safe image loading.
 
-Qwen2.5-VL resizes every image with ``smart_resize`` (sides multiples of 28, area within
-[min_pixels, max_pixels]) and answers in pixels of that resized image. Training, rollouts,
-evaluation and box conversion must agree on the setting, or boxes silently drift; so it lives
-here, is stored in each model folder's processor config, and is read back from there.
+Qwen VL processors resize every image with ``smart_resize`` (sides multiples of the family's factor --
+patch x merge, ``migrl.models.family`` -- area within [min_pixels, max_pixels]); Qwen2.5-VL answers in
+pixels of that resized image, and every family's image token count follows from it. Training, rollouts,
+evaluation and box conversion must agree on the setting, or boxes silently drift; so it lives here, is
+stored in each model folder's processor config, and is read back from there.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 
 from PIL import Image
 
-PATCH_SIZE = 14
-MERGE_SIZE = 2
-FACTOR = PATCH_SIZE * MERGE_SIZE  # one image token covers FACTOR x FACTOR pixels
+from migrl.models.family import DEFAULT_FAMILY, Family
+
+# The default family's geometry (Qwen2.5-VL, the tiny base's), for code that builds Qwen2.5-VL models.
+PATCH_SIZE = DEFAULT_FAMILY.geometry.patch
+MERGE_SIZE = DEFAULT_FAMILY.geometry.merge
+FACTOR = DEFAULT_FAMILY.geometry.factor  # one image token covers FACTOR x FACTOR pixels
 
 # Largest image we agree to decode (pixels): a few-KB PNG can claim 50k x 50k pixels and take
 # gigabytes to decode (a decompression bomb). ``image_size`` refuses larger images from the header,
@@ -32,10 +36,18 @@ Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS // 2
 
 @dataclass(frozen=True)
 class ImageSizing:
-    """min/max pixels of the processor; Qwen2.5-VL's released preprocessor defaults."""
+    """min/max pixels of the processor and the side its resize rounds to (the family's patch x merge:
+    28 for Qwen2-VL / Qwen2.5-VL, 32 for the Qwen3 generation). Defaults: Qwen2.5-VL's released folder."""
 
-    min_pixels: int = 3136
-    max_pixels: int = 12845056
+    min_pixels: int = DEFAULT_FAMILY.released_budget[0]
+    max_pixels: int = DEFAULT_FAMILY.released_budget[1]
+    factor: int = DEFAULT_FAMILY.geometry.factor
+
+    @classmethod
+    def for_family(cls, family: Family, min_pixels: int | None = None, max_pixels: int | None = None) -> "ImageSizing":
+        """``family``'s geometry with this budget (its released one where not given)."""
+        low, high = family.released_budget
+        return cls(min_pixels or low, max_pixels or high, family.geometry.factor)
 
     def resized(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of the image the model sees."""
@@ -43,25 +55,32 @@ class ImageSizing:
         # migrl command (``migrl --help`` too) imports this module.
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-        h, w = smart_resize(height, width, factor=FACTOR, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        h, w = smart_resize(height, width, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
         return w, h
 
     def image_tokens(self, width: int, height: int) -> int:
         w, h = self.resized(width, height)
-        return (w // FACTOR) * (h // FACTOR)
+        return (w // self.factor) * (h // self.factor)
 
     @classmethod
     def from_processor(cls, processor: Any) -> "ImageSizing":
+        """The setting a processor resizes with: its budget and its own patch x merge (what its resize uses;
+        the default family's where it names neither)."""
         ip = getattr(processor, "image_processor", processor)
         size = getattr(ip, "size", None) or {}
         get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
         min_px = get("shortest_edge") or getattr(ip, "min_pixels", None) or cls.min_pixels
         max_px = get("longest_edge") or getattr(ip, "max_pixels", None) or cls.max_pixels
-        return cls(int(min_px), int(max_px))
+        patch = getattr(ip, "patch_size", None) or DEFAULT_FAMILY.geometry.patch
+        merge = getattr(ip, "merge_size", None) or DEFAULT_FAMILY.geometry.merge
+        return cls(int(min_px), int(max_px), int(patch) * int(merge))
 
-    def apply_to(self, processor: Any) -> None:
-        """Make a processor resize with this setting (image and video processors alike)."""
-        for name in ("image_processor", "video_processor"):
+    def apply_to(self, processor: Any, family: Family = DEFAULT_FAMILY) -> None:
+        """Make a processor resize images with this setting. Its video processor gets it too where a video
+        budget counts pixels per frame, as an image budget does; where it counts the pixels of all frames
+        together (the Qwen3 generation) the same numbers would mean another budget, so it is left alone."""
+        names = ("image_processor", "video_processor") if family.video_budget_per_frame else ("image_processor",)
+        for name in names:
             ip = getattr(processor, name, None)
             if ip is None:
                 continue

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from transformers import AutoProcessor, PreTrainedModel
 
 from migrl.images import ImageSizing
+from migrl.models.family import DEFAULT_FAMILY, Family, family_of
 
 # The embedded base shipped with the package; the default model of every stage.
 TINY_BASE = Path(__file__).resolve().parent.parent / "assets" / "tiny-base"
@@ -37,8 +38,13 @@ def load_processor(path: str | os.PathLike | None, sizing: ImageSizing | None = 
         resolve_model_path(path), padding_side="left", trust_remote_code=trust_remote_code
     )
     if sizing is not None:
-        sizing.apply_to(processor)
+        sizing.apply_to(processor, _family(path))
     return processor
+
+
+def _family(path: str | os.PathLike | None) -> Family:
+    """The folder's family; the default one for a model type the registry does not know."""
+    return family_of(resolve_model_path(path)) or DEFAULT_FAMILY
 
 
 def processor_as_loaded(path: str | os.PathLike, sizing: ImageSizing | None = None) -> Any:
@@ -47,7 +53,7 @@ def processor_as_loaded(path: str | os.PathLike, sizing: ImageSizing | None = No
     collators set truncation at max_length on it, which the next stage would inherit and cut prompts with."""
     processor = AutoProcessor.from_pretrained(resolve_model_path(path))
     if sizing is not None:
-        sizing.apply_to(processor)
+        sizing.apply_to(processor, _family(path))
     return processor
 
 
@@ -74,10 +80,12 @@ def load_model(
     dtype: torch.dtype | None = None,
     device: str | torch.device | None = None,
     trust_remote_code: bool = False,
-) -> Qwen2_5_VLForConditionalGeneration:
+) -> PreTrainedModel:
+    """The folder's model with its family's class (``migrl.models.family``); a model type the registry does
+    not know goes to transformers' image-text-to-text auto class, which maps the folder's config itself."""
     folder = resolve_model_path(path)
     require_safetensors(folder)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+    model = model_class(folder).from_pretrained(
         folder,
         dtype=dtype or default_dtype(),
         use_safetensors=True,  # never unpickle weights
@@ -86,6 +94,14 @@ def load_model(
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def model_class(folder: Path) -> type:
+    """The transformers class that loads the folder: its family's, else the auto class."""
+    import transformers
+
+    family = family_of(folder)
+    return getattr(transformers, family.model_class) if family else transformers.AutoModelForImageTextToText
 
 
 def context_left(model: Any, new_tokens: int) -> int | None:
