@@ -5,7 +5,7 @@ import torch
 from transformers import Trainer
 
 from migrl.models.loading import load_model
-from migrl.stages.checkpoints import CheckpointWeightsMixin
+from migrl.training.checkpoints import CheckpointWeightsMixin
 
 
 class Plain:  # the attributes of a Trainer the resume path reads

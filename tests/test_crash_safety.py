@@ -22,7 +22,7 @@ from asks import command, read_asks
 from fake_openai_server import FakeOpenAIServer
 from migrl.data.world import ID_TASKS, write_split
 from migrl.jsonl import read_jsonl, write_json_atomic
-from migrl.stages.checkpoints import last_complete_checkpoint
+from migrl.training.checkpoints import last_complete_checkpoint
 
 MIGRL = [sys.executable, "-m", "migrl.cli"]
 

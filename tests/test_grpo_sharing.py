@@ -17,7 +17,7 @@ from migrl.models.peft import freeze_vision
 from migrl.records import data_root, read_records
 from migrl.rewards import completion_text, format_reward, iou_reward
 from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset
-from migrl.stages.grpo_sharing import (
+from migrl.training.grpo_sharing import (
     SharedImageProcessor,
     dedup_vision,
     group_order,

@@ -231,7 +231,7 @@ def test_the_merging_rank_lists_what_other_ranks_skipped():
     decode joins bad before scoring (as rank 0's own), an unanswered item after, once."""
     from migrl.bad_records import BadRecords
     from migrl.records import record_from_dict
-    from migrl.stages.generating import Generation
+    from migrl.generation import Generation
 
     bad = BadRecords("data.jsonl")
     generation = Generation(None, SamplingParams(), None, None, bad, unanswered={"a": "HTTP 500"})

@@ -1,4 +1,4 @@
-"""SFT's loss at the trained positions only (stages/sft_loss.py) is TRL's, held to stock SFTTrainer.
+"""SFT's loss at the trained positions only (training/sft_loss.py) is TRL's, held to stock SFTTrainer.
 
 The reference is TRL 1.16's own ``SFTTrainer.compute_loss`` on the same trainer, model and batch (its
 fused LM head, which on a CPU scores every position): the same loss, gradients (to 1e-5) and metrics,
@@ -22,8 +22,8 @@ from migrl.models.loading import load_model, load_processor
 from migrl.models.peft import LANGUAGE_MODEL_LINEARS
 from migrl.records import GroundTruthBox, Record
 from migrl.stages.sft import MigrlSFTTrainer, training_dataset
-from migrl.stages.checkpoints import CheckpointWeightsMixin
-from migrl.stages.sft_loss import TrainedPositionsLossMixin
+from migrl.training.checkpoints import CheckpointWeightsMixin
+from migrl.training.sft_loss import TrainedPositionsLossMixin
 
 METRICS = ("entropy", "mean_token_accuracy", "num_tokens")
 

@@ -12,11 +12,26 @@ from pathlib import Path
 
 import pytest
 
+from migrl.cli import main
+
 MIGRL = [sys.executable, "-m", "migrl.cli"]
 
 
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*MIGRL, *args], capture_output=True, text=True, timeout=timeout)
+@pytest.fixture
+def run(capsys):
+    """``migrl ARGS`` in this process (main catches what a user gets: the same lines as a subprocess, without
+    paying for a fresh torch import each time); the Ctrl-C test below uses a real subprocess."""
+
+    def call(*args: str, timeout: float = 0) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own errors exit
+            code = exc.code
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), int(code), captured.out, captured.err)
+
+    return call
 
 
 def assert_short(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -27,7 +42,7 @@ def assert_short(proc: subprocess.CompletedProcess, *needles: str) -> None:
         assert needle in proc.stderr, (needle, proc.stderr)
 
 
-def test_a_missing_data_file_is_named_before_the_model_loads(tmp_path):
+def test_a_missing_data_file_is_named_before_the_model_loads(run, tmp_path):
     missing = str(tmp_path / "nope.jsonl")
     for args in (["eval", "--data", missing, "--out", str(tmp_path / "e")],
                  ["reject", "--model", "tiny-base", "--data", missing, "--out", str(tmp_path / "r")],
@@ -38,12 +53,12 @@ def test_a_missing_data_file_is_named_before_the_model_loads(tmp_path):
         assert time.monotonic() - started < 30  # no model was loaded first
 
 
-def test_a_model_folder_that_does_not_exist(world_test, tmp_path):
+def test_a_model_folder_that_does_not_exist(run, world_test, tmp_path):
     assert_short(run("eval", "--data", str(world_test), "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")),
                  "no-model", "not a model folder", "pass its path")
 
 
-def test_a_misspelled_recipe_field_names_the_right_one(tmp_path, sft_data):
+def test_a_misspelled_recipe_field_names_the_right_one(run, tmp_path, sft_data):
     recipe = tmp_path / "sft.yaml"
     recipe.write_text(f"data: {sft_data}\noutput_dir: {tmp_path / 'out'}\nlearning_rat: 1.0e-4\n")
     assert_short(run("sft", "--config", str(recipe)), "'learning_rat'", "did you mean 'learning_rate'")
@@ -55,7 +70,7 @@ def test_a_misspelled_recipe_field_names_the_right_one(tmp_path, sft_data):
     assert not (tmp_path / "out").exists()
 
 
-def test_options_are_not_prefix_matched(world_test, tmp_path):
+def test_options_are_not_prefix_matched(run, world_test, tmp_path):
     proc = run("eval", "--data", str(world_test), "--out", str(tmp_path / "e"), "--limit", "1")
     assert proc.returncode == 2 and "unrecognized arguments: --limit 1" in proc.stderr  # not --limit-per-task
 
@@ -77,7 +92,7 @@ def test_ctrl_c_during_eval_says_what_was_saved_and_a_rerun_resumes(world_test, 
     assert f"{saved} item(s) are saved in {out}" in err and "resumes" in err, err
 
 
-def test_eval_into_a_folder_holding_answers_for_another_data_file_stops(world_test, tmp_path):
+def test_eval_into_a_folder_holding_answers_for_another_data_file_stops(run, world_test, tmp_path):
     other = world_test.parent / f"first-two-{tmp_path.name}.jsonl"  # beside it: its image paths are relative
     lines = world_test.read_text().splitlines()
     other.write_text("\n".join(lines[:2]) + "\n")

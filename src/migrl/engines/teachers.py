@@ -17,6 +17,7 @@ from migrl.boxes import Space
 from migrl.engines.base import Request, SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
+from migrl.generation import request_for
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.records import Record
 
@@ -34,8 +35,6 @@ class LazyRequests(Sequence[Request]):
         return len(self.records)
 
     def __getitem__(self, i: int) -> Request:  # type: ignore[override]
-        from migrl.stages.evaluate import request_for
-
         return request_for(self.records[i], self.root, self.cot)
 
 

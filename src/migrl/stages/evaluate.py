@@ -21,18 +21,16 @@ from typing import Any
 
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
-from migrl.engines.base import Request, SamplingParams
+from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
-from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace, family_coords
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
-from migrl.images import ImageSizing, load_image, resolve_image_path
+from migrl.generation import Generation, answer_space_of, request_for, shard_result
+from migrl.images import ImageSizing
 from migrl.jsonl import write_json_atomic
-from migrl.prompts import chat_messages
 from migrl.records import Record, data_root, load_records, require_file
 from migrl.run_identity import generator_identity, input_fingerprint
 from migrl.scoring.grounding import score_records
-from migrl.shards import Shard, ShardRun, generate_sharded, rank_device
-from migrl.stages.generating import Generation
+from migrl.shards import Shard, generate_sharded, rank_device
 
 
 @dataclass
@@ -87,11 +85,6 @@ def score_items(cfg: EvalConfig, records: list[Record], predictions: dict[str, s
 
     return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing, cfg.category_map,
                            subset=cfg.subset)
-
-
-def request_for(record: Record, root: Path, cot: bool = True) -> Request:
-    images = [load_image(resolve_image_path(p, root)) for p in record.images]
-    return Request(images, chat_messages(record, cot=cot))
 
 
 def select(records: list[Record], limit_per_task: int) -> list[Record]:
@@ -151,18 +144,3 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     scores["bad_records"] = bad.finish(out)
     write_json_atomic(out / "scores.json", scores)
     return scores
-
-
-def answer_space_of(model: str | None, coords: str | None, sizing: ImageSizing) -> AnswerSpace:
-    """The space a generating stage's model answers in: ``coords`` or its folder's family, with the image
-    setting its processor resizes with."""
-    from migrl.models.loading import resolve_model_path
-
-    space = Space(coords) if coords else family_coords(resolve_model_path(model))
-    return AnswerSpace(space, sizing if space in SPACES_NEEDING_SIZING else None)
-
-
-def shard_result(run: ShardRun, failed: list[str]) -> dict[str, Any]:
-    """What a shard that only generates reports (the merging run writes the stage's outputs)."""
-    merge = "rank 0 merged" if run.shard.launched else "run the same command without --shard to merge"
-    return {"shard": str(run.shard), "generated": run.generated, "record_errors": failed, "note": merge}

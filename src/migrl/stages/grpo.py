@@ -36,9 +36,9 @@ from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
 from migrl.prompts import user_message
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
-from migrl.stages.checkpoints import CheckpointWeightsMixin
-from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
-from migrl.stages.grpo_sharing import GroupSharingMixin
+from migrl.training.checkpoints import CheckpointWeightsMixin
+from migrl.training.finish import check_ranks_agree, rank_digests, save_final
+from migrl.training.grpo_sharing import GroupSharingMixin
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _adapt_to_device(cfg: GRPOStageConfig) -> None:
 
 
 def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
-    from migrl.stages.checkpoints import last_complete_checkpoint
+    from migrl.training.checkpoints import last_complete_checkpoint
 
     _adapt_to_device(cfg)
     require_file(cfg.data, "data")  # before any model loads

@@ -25,14 +25,13 @@ from migrl.boxes import Space
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
+from migrl.generation import Generation, answer_space_of, request_for, shard_result
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records, require_file
 from migrl.rewards import is_correct, target_in_model_space
 from migrl.run_identity import generator_identity, input_fingerprint
 from migrl.shards import Shard, generate_sharded, rank_device
-from migrl.stages.evaluate import answer_space_of, request_for
-from migrl.stages.generating import Generation
 
 
 @dataclass
@@ -106,8 +105,6 @@ def reject(cfg: RejectConfig, model: Any = None, processor: Any = None) -> dict[
                                   data=input_fingerprint(cfg.data))
     run = generate_sharded(Shard.resolve(cfg.shard), out / "samples.jsonl", records, generation, identity=identity)
     if run.log is None:
-        from migrl.stages.evaluate import shard_result
-
         return shard_result(run, generation.messages())
     generation.take_reports(run.errors)
     kept, stats, _ = summarize(records, run.log, root, space.coords, sizing, bad=bad)

@@ -33,9 +33,9 @@ from migrl.models.loading import load_model, load_processor, processor_as_loaded
 from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
 from migrl.prompts import chat_messages
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
-from migrl.stages.checkpoints import CheckpointWeightsMixin
-from migrl.stages.finish import check_ranks_agree, rank_digests, save_final
-from migrl.stages.sft_loss import TrainedPositionsLossMixin
+from migrl.training.checkpoints import CheckpointWeightsMixin
+from migrl.training.finish import check_ranks_agree, rank_digests, save_final
+from migrl.training.sft_loss import TrainedPositionsLossMixin
 
 
 @dataclass
@@ -232,6 +232,6 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
 
 
 def _last_checkpoint(cfg: SFTStageConfig) -> str | None:
-    from migrl.stages.checkpoints import last_complete_checkpoint
+    from migrl.training.checkpoints import last_complete_checkpoint
 
     return last_complete_checkpoint(cfg.output_dir)

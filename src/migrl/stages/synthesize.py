@@ -31,6 +31,7 @@ from migrl.answer_space import RESPONSE_SPACE, SPACES_NEEDING_SIZING, AnswerSpac
 from migrl.bad_records import BadRecords, OptionError
 from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, format_answer, iou, parse_answer
 from migrl.engines.openai_compat import Failure
+from migrl.generation import shard_result
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records
@@ -165,8 +166,6 @@ def synthesize(
     identity = {**(own() if own else {"teacher": type(teacher).__name__}), "k": cfg.k, "data": input_fingerprint(cfg.data)}
     run = generate_sharded(Shard.resolve(cfg.shard), out / "answers.jsonl", records, ask, identity=identity)
     if run.log is None:  # a shard that only asks: the merging run builds sft.jsonl and stats.json
-        from migrl.stages.evaluate import shard_result
-
         return shard_result(run, [])
     log = run.log
 

@@ -1,26 +1,54 @@
-"""The generating loop that ``eval`` and ``reject`` share: the records not yet in the log, a chunk at a time.
+"""What the generating stages (``eval``, ``reject``, ``synthesize``) share: a record's request, the space a
+model answers in, the loop that generates into a log, and a generating-only shard's summary.
 
-Only a chunk's images are in memory at once; every finished batch is appended to the log as it comes
-(a rerun after a crash asks only for the rest). A record whose image fails to decode is skipped with
-its reason; a record a server never answered is not logged (a rerun asks again) and its reason is
-kept in ``unanswered`` so the stage can list it in ``bad_records.jsonl`` (field ``server``).
+The loop (`Generation`) takes the records not yet in the log, a chunk at a time. Only a chunk's images are
+in memory at once; every finished batch is appended to the log as it comes (a rerun after a crash asks
+only for the rest). A record whose image fails to decode is skipped with its reason; a record a server
+never answered is not logged (a rerun asks again) and its reason is kept in ``unanswered`` so the stage
+can list it in ``bad_records.jsonl`` (field ``server``). ``migrl.shards`` splits the records over ranks or
+jobs and calls the loop for each share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tqdm import tqdm
 
+from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace, family_coords
 from migrl.bad_records import BadRecords
+from migrl.boxes import Space
 from migrl.engines.base import Engine, Request, SamplingParams
-from migrl.images import ImageError
+from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import AppendLog
+from migrl.prompts import chat_messages
 from migrl.records import Record
+from migrl.shards import ShardRun
 
 SERVER_FIELD = "server"
 Skip = tuple[str, str, str]  # record id, field, reason: what a rank reports to the merging rank
+
+
+def request_for(record: Record, root: Path, cot: bool = True) -> Request:
+    images = [load_image(resolve_image_path(p, root)) for p in record.images]
+    return Request(images, chat_messages(record, cot=cot))
+
+
+def answer_space_of(model: str | None, coords: str | None, sizing: ImageSizing) -> AnswerSpace:
+    """The space a generating stage's model answers in: ``coords`` or its folder's family, with the image
+    setting its processor resizes with."""
+    from migrl.models.loading import resolve_model_path
+
+    space = Space(coords) if coords else family_coords(resolve_model_path(model))
+    return AnswerSpace(space, sizing if space in SPACES_NEEDING_SIZING else None)
+
+
+def shard_result(run: ShardRun, failed: list[str]) -> dict[str, Any]:
+    """What a shard that only generates reports (the merging run writes the stage's outputs)."""
+    merge = "rank 0 merged" if run.shard.launched else "run the same command without --shard to merge"
+    return {"shard": str(run.shard), "generated": run.generated, "record_errors": failed, "note": merge}
 
 
 @dataclass
