@@ -3,8 +3,5 @@
 - ``checkpoints``: which ``checkpoint-N`` a rerun resumes from; a full fine-tune's weights loaded on resume.
 - ``finish``: the ranks' weights compared, the final folder written once.
 - ``sft_loss``: SFT's logits and loss at the trained positions only.
-- ``grpo_packing``, ``vision_dedup``, ``grpo_sharing``: a GRPO group's shared prompt and images computed
-  once (tensor packing, image de-duplication, and the trainer mixin wiring them into TRL).
-
-The TRL private methods migrl overrides, and why, are listed on ``migrl.stages.grpo.MigrlGRPOTrainer``.
+- ``grpo_sharing``: a GRPO group's shared prompt and images computed once.
 """
