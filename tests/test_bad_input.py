@@ -221,6 +221,7 @@ def _trl_args(data: Path, out: Path) -> list[str]:
             "--save_strategy", "no", "--report_to", "none", "--logging_steps", "1", "--length_skip_limit", "0.2"]
 
 
+@pytest.mark.slow  # trains or runs the demo: end to end
 def test_sft_skips_bad_records_and_trains_on_the_rest(data, tmp_path, capsys):
     out = tmp_path / "sft"
     code = main(["sft", *_trl_args(data, out), "--cot", "false"])  # answer-only: the targets come from the boxes
@@ -233,6 +234,7 @@ def test_sft_skips_bad_records_and_trains_on_the_rest(data, tmp_path, capsys):
     assert not (tmp_path / "strict" / "model.safetensors").exists()
 
 
+@pytest.mark.slow  # trains or runs the demo: end to end
 def test_grpo_skips_bad_records_and_trains_on_the_rest(data, tmp_path):
     out = tmp_path / "grpo"
     code = main(["grpo", *_trl_args(data, out), "--num_generations", "2", "--max_completion_length", "8"])

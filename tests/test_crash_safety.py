@@ -250,6 +250,7 @@ def _sft_args(data: Path, out: Path, steps: int) -> list[str]:
             "--report_to", "none", "--seed", "0", "--lora_dropout", "0"]
 
 
+@pytest.mark.slow  # trains or runs the demo: end to end
 def test_sft_resumes_past_a_checkpoint_torn_by_a_kill(sft_data, tmp_path):
     """What a kill -9 during a save leaves (a checkpoint folder without its trainer state) must not
     stop the rerun: it resumes from the checkpoint before and trains the step again."""

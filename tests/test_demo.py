@@ -22,6 +22,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert (tmp_path / "demo" / "grpo" / "model.safetensors").exists()
 
 
+@pytest.mark.slow  # trains or runs the demo: end to end
 def test_a_rerun_with_another_base_answers_again_instead_of_reusing_the_old_answers(tmp_path, tiny_base):
     import shutil
 

@@ -165,6 +165,7 @@ def test_a_batch_without_trained_tokens_is_a_differentiable_zero(tiny_base, sft_
     assert loss.item() == 0.0
 
 
+@pytest.mark.slow  # trains or runs the demo: end to end
 def test_training_logs_as_stock(tiny_base, sft_records, tmp_path):
     """Two optimizer steps of 2 micro-batches each (the Trainer's own num_items_in_batch): the same
     logged loss, gradient norm and metrics."""
