@@ -17,13 +17,8 @@ from migrl.models.peft import freeze_vision
 from migrl.records import data_root, read_records
 from migrl.rewards import completion_text, format_reward, iou_reward
 from migrl.stages.grpo import GRPOStageConfig, MigrlGRPOTrainer, build_dataset
-from migrl.training.grpo_sharing import (
-    SharedImageProcessor,
-    dedup_vision,
-    group_order,
-    pack_shared_prefix,
-    row_groups,
-)
+from migrl.training.grpo_packing import group_order, pack_shared_prefix, row_groups
+from migrl.training.vision_dedup import SharedImageProcessor, dedup_vision
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,23 @@
-"""What the G rollouts of a GRPO group share, computed once per group instead of once per rollout.
+"""The trainer mixin (``GroupSharingMixin``): what the G rollouts of a GRPO group share, computed once per
+group instead of once per rollout.
 
 TRL 1.16 treats each rollout as its own sequence: the prompt, with every image token, is run through
 the language model G times in the policy, old-policy and reference forwards, and the same images go
 through the image processor and the vision tower G times. For multi-image grounding the prompt is most
 of the sequence (a 224 px image is 64 tokens; 4 images and the question dwarf a short answer), so most
-of a step recomputes identical numbers. These pieces remove that, without changing the algorithm:
+of a step recomputes identical numbers. This mixin removes that, without changing the algorithm,
+wiring three kinds of pieces into TRL's trainer:
 
 - generation (``GroupSharingMixin._generate_from_shared_prefill``): the prompt minus its last token is
   prefilled once per group and its KV cache copied to the group's rows; ``generate`` continues from it,
   sampling from the same logits in the same order as TRL's path, so the rollouts are the same.
-
-- ``pack_shared_prefix``: a group becomes ONE packed sequence ``[prompt[:-1], (last, c_1), ..., (last, c_G)]``
-  with an attention mask under which each completion block sees the shared prompt and itself only, the
-  position ids each token has in its own unpacked row, and pre-shifted labels; its images go in once.
-  Every completion token sees exactly the keys, values and positions it sees in TRL's per-rollout row,
-  so log-probs and entropies match to float rounding, and gradients through the shared prompt add up
-  the G rollouts' contributions as the separate rows do. (The last prompt token is repeated at the
-  head of each block because one position can carry one label, and it predicts each c_i's first token.)
-- ``dedup_vision``: the vision tower runs on each distinct image of a call once.
-- ``SharedImageProcessor``: the image processor resizes and patches each distinct image once per batch.
-- ``group_order``: keeps a group's rollouts in one micro-batch when TRL shuffles the generation batch,
-  drawing the same random permutation as TRL so nothing else of the run's randomness moves (not for
+- the forwards (``migrl.training.grpo_packing``): a group's rows packed into one sequence that shares
+  the prompt (``pack_shared_prefix``), with the same log-probs, entropies and gradients as TRL's rows;
+  the generation batch shuffled with each group kept in one micro-batch (``group_order``; not for
   ``bnpo``, the entropy mask or bonus: they normalise per micro-batch, so TRL's shuffle is kept).
+- the images (``migrl.training.vision_dedup``): the vision tower encodes each distinct image of a call
+  once (``dedup_vision``), the image processor processes each distinct image once per batch
+  (``SharedImageProcessor``).
 
 Only Qwen2-VL-style models (``image_grid_thw`` + 3D rope via ``get_rope_index``) with SDPA or eager
 attention are packed; anything else takes TRL's own path. Flash-attention kernels cannot express the
@@ -30,302 +26,14 @@ block mask, so with ``attn_implementation="flash_attention_2"`` nothing is packe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
+from migrl.training.grpo_packing import chunk_groups, group_order, pack_shared_prefix, row_groups, rows_of_pixels
+from migrl.training.vision_dedup import SharedImageProcessor, dedup_vision, vision_tower, vision_tower_owner
+
 PACKABLE_ATTENTION = ("sdpa", "eager")
-
-
-# -- which rows belong together ------------------------------------------------------------------
-
-def _fingerprint(t: torch.Tensor, samples: int = 32) -> bytes:
-    """A cheap key for bucketing equal tensors (verified with ``torch.equal`` afterwards)."""
-    flat = t.reshape(-1)
-    step = max(1, flat.numel() // samples)
-    return bytes(str(tuple(t.shape)), "ascii") + flat[::step][:samples].detach().cpu().numpy().tobytes()
-
-
-def row_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, pixels: Sequence[torch.Tensor | None] | None) -> list[int]:
-    """Group id of each row: rows with the same prompt tokens and the same images share one.
-
-    Tokens alone are not enough: two records can ask the same question about different pictures.
-    """
-    ids, mask = prompt_ids.cpu(), prompt_mask.cpu()
-    buckets: dict[bytes, list[int]] = {}
-    leaders: list[int] = []
-    out: list[int] = []
-    for row in range(ids.size(0)):
-        key = ids[row][mask[row].bool()].numpy().tobytes()
-        pix = pixels[row] if pixels is not None else None
-        if pix is not None and pix.numel():
-            key += _fingerprint(pix)
-        for gid in buckets.setdefault(key, []):
-            other = pixels[leaders[gid]] if pixels is not None else None
-            if (pix is None) == (other is None) and (pix is None or torch.equal(pix, other)):
-                out.append(gid)
-                break
-        else:
-            buckets[key].append(len(leaders))
-            out.append(len(leaders))
-            leaders.append(row)
-    return out
-
-
-def group_order(permutation: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
-    """``permutation`` reordered so each group's rows are adjacent: groups in the order their first
-    row appears in it (TRL's draw decides), a group's rows in their original order. That order is the
-    one the reference forward packed them in, so policy and reference see the same packed sequence
-    and agree to the bit where their weights do (a KL of exactly 0 at the start, as in TRL)."""
-    by_group: dict[int, list[int]] = {}
-    for row in permutation.tolist():
-        by_group.setdefault(groups[row], []).append(row)
-    return torch.tensor([row for rows in by_group.values() for row in sorted(rows)], dtype=torch.long)
-
-
-def rows_of_pixels(pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, num_images: Sequence[int]) -> list[torch.Tensor]:
-    """pixel_values split per row (Qwen layout: patches of all images, concatenated)."""
-    per_image = image_grid_thw.prod(-1).tolist()
-    sections, start = [], 0
-    for n in num_images:
-        sections.append(sum(per_image[start:start + n]))
-        start += n
-    return list(torch.split(pixel_values, sections))
-
-
-# -- one packed sequence per group ---------------------------------------------------------------
-
-@dataclass
-class PackedBatch:
-    model_inputs: dict[str, Any]
-    row_index: torch.Tensor  # (B, C): packed row of each completion token
-    col_index: torch.Tensor  # (B, C): packed column of each completion token
-
-
-def pack_shared_prefix(
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    logits_to_keep: int,
-    groups: Sequence[int],
-    position_ids: torch.Tensor,
-    pixel_rows: list[torch.Tensor] | None,
-    grid_rows: list[torch.Tensor] | None,
-    pad_token_id: int,
-    attn_implementation: str,
-    mask_dtype: torch.dtype,
-) -> PackedBatch:
-    """Pack the rows of a (prompt + completion) batch, one sequence per group (see the module doc).
-
-    ``position_ids`` (3, B, P + C) are the positions of the unpacked rows (``get_rope_index``), so a
-    packed token keeps the position it has in TRL's row; completion labels are pre-shifted
-    (``shift_labels``: the label at a position is the token predicted there).
-    """
-    device = input_ids.device
-    c = logits_to_keep
-    p = input_ids.size(1) - c
-    members: dict[int, list[int]] = {}
-    for row, gid in enumerate(groups):
-        members.setdefault(gid, []).append(row)
-    seqs, poss, labels, segs, valids = [], [], [], [], []
-    row_index = torch.empty(input_ids.size(0), c, dtype=torch.long)
-    col_index = torch.empty(input_ids.size(0), c, dtype=torch.long)
-    pixels, grids = [], []
-    for packed_row, rows in enumerate(members.values()):
-        lead = rows[0]
-        real = int(attention_mask[lead, :p].sum())  # prompts are left-padded
-        start = p - real
-        tok = [input_ids[lead, start : p - 1]]
-        pos = [position_ids[:, lead, start : p - 1]]
-        lab = [torch.full((real - 1,), -100, dtype=torch.long, device=device)]
-        seg = [torch.zeros(real - 1, dtype=torch.long, device=device)]
-        val = [torch.ones(real - 1, dtype=torch.bool, device=device)]
-        offset = real - 1
-        for block, row in enumerate(rows, start=1):
-            comp = input_ids[row, p:]
-            comp_mask = attention_mask[row, p:].bool()
-            tok.append(torch.cat([input_ids[row, p - 1 : p], comp]))
-            pos.append(position_ids[:, row, p - 1 :])
-            lab.append(torch.cat([comp.masked_fill(~comp_mask, -100), torch.full((1,), -100, dtype=torch.long, device=device)]))
-            seg.append(torch.full((c + 1,), block, dtype=torch.long, device=device))
-            val.append(torch.cat([torch.ones(1, dtype=torch.bool, device=device), comp_mask]))
-            row_index[row] = packed_row
-            col_index[row] = torch.arange(offset, offset + c)
-            offset += c + 1
-        seqs.append(torch.cat(tok))
-        poss.append(torch.cat(pos, dim=1))
-        labels.append(torch.cat(lab))
-        segs.append(torch.cat(seg))
-        valids.append(torch.cat(val))
-        if pixel_rows is not None:
-            pixels.append(pixel_rows[lead])
-            grids.append(grid_rows[lead])
-    length = max(s.numel() for s in seqs)
-    n = len(seqs)
-    ids = torch.full((n, length), pad_token_id, dtype=input_ids.dtype, device=device)
-    pos_out = torch.zeros(3, n, length, dtype=position_ids.dtype, device=device)
-    lab_out = torch.full((n, length), -100, dtype=torch.long, device=device)
-    allowed = torch.zeros(n, 1, length, length, dtype=torch.bool, device=device)
-    causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
-    for i, (s, ps, lb, sg, vl) in enumerate(zip(seqs, poss, labels, segs, valids)):
-        m = s.numel()
-        ids[i, :m], pos_out[:, i, :m], lab_out[i, :m] = s, ps, lb
-        same_or_prompt = (sg.unsqueeze(0) == 0) | (sg.unsqueeze(0) == sg.unsqueeze(1))
-        allowed[i, 0, :m, :m] = causal[:m, :m] & same_or_prompt & vl.unsqueeze(0)
-    # every query keeps at least itself: a row with no key would be NaN and poison the backward
-    allowed |= torch.eye(length, dtype=torch.bool, device=device)
-    if attn_implementation == "eager":
-        mask: torch.Tensor = torch.zeros(allowed.shape, dtype=mask_dtype, device=device)
-        mask.masked_fill_(~allowed, torch.finfo(mask_dtype).min)
-    else:
-        mask = allowed
-    inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos_out, "shift_labels": lab_out}
-    if pixels:
-        inputs["pixel_values"] = torch.cat(pixels)
-        inputs["image_grid_thw"] = torch.cat(grids)
-    return PackedBatch(inputs, row_index.to(device), col_index.to(device))
-
-
-def chunk_groups(groups: Sequence[int], max_rows: int) -> list[list[int]]:
-    """Rows split into chunks of whole groups, each at most ``max_rows`` rows (or one group)."""
-    members: dict[int, list[int]] = {}
-    for row, gid in enumerate(groups):
-        members.setdefault(gid, []).append(row)
-    chunks: list[list[int]] = [[]]
-    for rows in members.values():
-        if chunks[-1] and len(chunks[-1]) + len(rows) > max_rows:
-            chunks.append([])
-        chunks[-1].extend(rows)
-    return chunks
-
-
-# -- the vision tower: each distinct image once per call ------------------------------------------
-
-def _unique_images(hidden_states: torch.Tensor, sizes: list[int]) -> tuple[list[torch.Tensor], list[int], list[int]]:
-    chunks = list(torch.split(hidden_states, sizes))
-    buckets: dict[bytes, list[int]] = {}
-    uniques: list[int] = []
-    which: list[int] = []
-    for i, ch in enumerate(chunks):
-        for u in buckets.setdefault(_fingerprint(ch), []):
-            if torch.equal(chunks[uniques[u]], ch):
-                which.append(u)
-                break
-        else:
-            buckets[_fingerprint(ch)].append(len(uniques))
-            which.append(len(uniques))
-            uniques.append(i)
-    return chunks, uniques, which
-
-
-def _expand_rows(t: torch.Tensor, unique_sizes: list[int], which: list[int]) -> torch.Tensor:
-    starts = torch.tensor([0, *unique_sizes[:-1]]).cumsum(0).tolist()
-    index = torch.cat([torch.arange(starts[u], starts[u] + unique_sizes[u]) for u in which]).to(t.device)
-    return t.index_select(0, index)
-
-
-def dedup_vision(visual: torch.nn.Module) -> None:
-    """Make ``visual`` (a Qwen2-VL-style tower: ``forward(hidden_states, grid_thw)``) encode each
-    distinct image of a call once and copy its features to the repeats.
-
-    Exact: images are encoded independently (attention windows and ``cu_seqlens`` never cross images),
-    and gradients of a repeated image sum through ``index_select`` as they would over the copies."""
-    if getattr(visual, "_migrl_dedup", False):
-        return
-    original: Callable[..., Any] = visual.forward
-    merge_unit = getattr(visual, "spatial_merge_unit", 4)
-
-    def forward(hidden_states: torch.Tensor, grid_thw: torch.Tensor, **kwargs: Any) -> Any:
-        if kwargs.get("output_hidden_states") or kwargs.get("output_attentions"):
-            return original(hidden_states, grid_thw, **kwargs)
-        sizes = grid_thw.prod(-1).tolist()
-        chunks, uniques, which = _unique_images(hidden_states, sizes)
-        if len(uniques) == len(chunks):
-            return original(hidden_states, grid_thw, **kwargs)
-        out = original(torch.cat([chunks[u] for u in uniques]), grid_thw[uniques], **kwargs)
-        unique_sizes = [sizes[u] for u in uniques]
-        out.pooler_output = _expand_rows(out.pooler_output, [s // merge_unit for s in unique_sizes], which)
-        # last_hidden_state is in window order, but the windows of an image are contiguous per image
-        out.last_hidden_state = _expand_rows(out.last_hidden_state, unique_sizes, which)
-        return out
-
-    visual.forward = forward
-    visual._migrl_dedup = True
-
-
-def vision_tower_owner(model: Any) -> Any:
-    """``model.model`` of a (possibly PEFT-wrapped) Qwen2-VL-style model: the backbone holding ``visual``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base, "model", None)
-
-
-def vision_tower(model: Any) -> torch.nn.Module | None:
-    """``model.model.visual`` of a (possibly PEFT-wrapped) Qwen2-VL-style model, else None."""
-    return getattr(vision_tower_owner(model), "visual", None)
-
-
-# -- the image processor: each distinct image once per batch ---------------------------------------
-
-def _image_key(image: Any) -> tuple | None:
-    if hasattr(image, "tobytes") and hasattr(image, "mode") and hasattr(image, "size"):  # PIL
-        data = image.tobytes()
-        return (image.mode, image.size, hash(data)), data
-    return None
-
-
-class SharedImageProcessor:
-    """Wraps a Qwen2-VL-style image processor (output: ``pixel_values`` patches + ``image_grid_thw``)
-    so that within its lifetime each distinct image is processed once; every other attribute is the
-    wrapped processor's. Images are processed independently of their batch, so the output is the same.
-    TRL calls the processor twice per step on G copies of each image (prompt tokens, then forward
-    inputs); the cache covers both."""
-
-    def __init__(self, inner: Any):
-        self._inner = inner
-        self._cache: dict[tuple, list[tuple[bytes, torch.Tensor, torch.Tensor]]] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def _lookup(self, key: tuple, data: bytes) -> tuple[torch.Tensor, torch.Tensor] | None:
-        for stored, pix, grid in self._cache.get(key, []):
-            if stored == data:
-                return pix, grid
-        return None
-
-    def __call__(self, images: Any = None, *args: Any, **kwargs: Any) -> Any:
-        from transformers.feature_extraction_utils import BatchFeature
-        from transformers.image_utils import make_flat_list_of_images
-
-        # TRL's two calls: apply_chat_template passes no return_tensors (torch tensors come back), the
-        # processor's own call passes "pt"
-        if args or kwargs.get("return_tensors") not in (None, "pt") or images is None:
-            return self._inner(images, *args, **kwargs)
-        flat = make_flat_list_of_images(images)
-        keys = [_image_key(im) for im in flat]
-        if any(k is None for k in keys):
-            return self._inner(images, **kwargs)
-        setting = repr(sorted((k, v) for k, v in kwargs.items() if k != "return_tensors"))
-        keys = [((setting, *key), data) for key, data in keys]  # other resize settings, other patches
-        todo = {}
-        for im, (key, data) in zip(flat, keys):
-            if self._lookup(key, data) is None and (key, data) not in todo:
-                todo[(key, data)] = im
-        if todo:
-            out = self._inner(list(todo.values()), **kwargs)
-            if set(out.keys()) != {"pixel_values", "image_grid_thw"} or not all(isinstance(v, torch.Tensor) for v in out.values()):
-                return self._inner(images, **kwargs)  # another layout: do not guess
-            grids = out["image_grid_thw"]
-            for (key, data), pix, grid in zip(todo, torch.split(out["pixel_values"], grids.prod(-1).tolist()), grids):
-                self._cache.setdefault(key, []).append((data, pix, grid))
-        found = [self._lookup(key, data) for key, data in keys]
-        return BatchFeature(
-            data={"pixel_values": torch.cat([f[0] for f in found]), "image_grid_thw": torch.stack([f[1] for f in found])}
-        )
-
-
-# -- the trainer side -------------------------------------------------------------------------------
-
 _NOT_PACKED = ("pixel_attention_mask", "spatial_shapes", "num_tiles", "image_sizes", "token_type_ids", "image_position_ids")
 _MICRO_BATCH_LOSSES = ("bnpo",)  # normalised per micro-batch: which rows share one changes the gradient
 
@@ -343,7 +51,7 @@ def _permute(batch: dict[str, Any], order: torch.Tensor) -> dict[str, Any]:
 
 
 class GroupSharingMixin:
-    """For a ``GRPOTrainer`` subclass: the group-sharing pieces above, wired into TRL 1.16's private
+    """For a ``GRPOTrainer`` subclass: the group-sharing pieces (see the module docstring), wired into TRL 1.16's private
     methods ``_prepare_inputs``, ``_generate_and_score_completions`` and
     ``_get_per_token_logps_and_entropies`` (TRL has no hook for any of them; the version is pinned).
     ``share_group_compute=False`` leaves every one of them TRL's own."""
