@@ -113,9 +113,54 @@ class MigrlGRPOTrainer(CheckpointWeightsMixin, GroupSharingMixin, GRPOTrainer):
     shared prompt and images computed once (``GroupSharingMixin``, same algorithm); resumed weights loaded
     through the model's key conversion (``CheckpointWeightsMixin``).
 
-    Overrides private methods of trl 1.16 (``_generate_single_turn``, ``_calculate_rewards``,
-    ``_generate_and_score_completions`` here, more in the mixins): TRL has no hook for them; the version
-    is pinned in pyproject.toml.
+    Every private trainer method migrl overrides, SFT's included (TRL has no hook for any of them, so
+    pyproject.toml pins trl 1.16 and transformers; a version bump re-reads each against the new code).
+    The other ``_`` methods of these classes and mixins are migrl's own helpers (``_log_rollouts``,
+    ``_prefill_plan``, ``_packed_logps``...), not overrides.
+
+    Here (outermost in the method order, so these wrap the mixins' versions):
+
+    - ``_generate_single_turn``: rollouts sample inside ``folder_sampling_off``. TRL's GenerationConfig
+      leaves fields unset (min_p when None, typical_p, no_repeat_ngram_size...) and transformers fills
+      them from the model folder's generation_config.json; ``generation_kwargs`` could set only the fields
+      one thinks of, this covers every one (tests/test_generation_config.py).
+    - ``_calculate_rewards``: keeps the step's rewards for the dynamic filter and writes ``rollouts.jsonl``.
+      TRL 1.16's ``log_completions`` (with extra columns from a reward function's ``log_extra`` kwarg, the
+      reward kwargs carrying ``id`` and ``target``) cannot replace the rollout log without changing it: it
+      writes ``completions/completions_NNNNN.parquet`` at every logging step with every completion of the
+      generation batch gathered from all ranks (plus a rich console table and wandb/trackio), where
+      migrl appends ``rollout_log_count`` of rank 0's rollouts every ``rollout_log_every`` steps with the
+      parsed box and image, which would need a reward function (or a wrapper around each) that logs
+      instead of rewarding; test_grpo reads the JSONL's fields and test_distributed counts its rows. The
+      two can run side by side (``log_completions: true`` in a recipe). TRL keeps no handle on the
+      rewards it computed, so the filter needs this override either way.
+    - ``_generate_and_score_completions``: with ``dynamic_filter``, groups whose rewards are all equal
+      are masked out of the loss (``completion_mask``, ``num_items_in_batch``). TRL 1.16 only logs their
+      share (``frac_reward_zero_std``); its zero advantage for them is not the same: their tokens still
+      count in the loss's normaliser and under the KL term.
+
+    In ``GroupSharingMixin`` (training/grpo_sharing.py; ``share_group_compute: false`` makes each one
+    call TRL's own):
+
+    - ``_prepare_inputs``: TRL's, but the generation batch is shuffled with each group's rollouts kept
+      in one micro-batch (``group_order``, the same random draw); TRL's ``shuffle_sequence_dict`` has no
+      option for it.
+    - ``_generate_and_score_completions``: the image processor wrapped in ``SharedImageProcessor`` for the
+      call, so each distinct image is resized and patched once; the processor is no argument to TRL.
+    - ``_generate_single_turn``: the prompt prefilled once per group and its KV cache shared by the
+      group's rows (TRL's regular ``generate`` path otherwise, same samples).
+    - ``_get_per_token_logps_and_entropies``: one packed sequence per group for the policy, old-policy
+      and reference forwards (``pack_shared_prefix``), the same log-probs and entropies as TRL's rows.
+
+    In ``CheckpointWeightsMixin`` (training/checkpoints.py; also on ``MigrlSFTTrainer``):
+
+    - ``_load_from_checkpoint`` (transformers' Trainer): a full fine-tune's checkpoint loaded through
+      ``from_pretrained``'s key conversion; the Trainer's own load matches none of Qwen2.5-VL's saved
+      keys and silently keeps the starting weights (transformers#43701).
+
+    ``MigrlSFTTrainer`` overrides no other private method: its ``TrainedPositionsLossMixin`` overrides
+    the public ``compute_loss`` (training/sft_loss.py). Private TRL attributes read here and in the mixins:
+    ``_step``, ``_buffered_inputs``, ``_tokenizer``, ``_dist``, ``_metrics``, ``_entropy_bonus_enabled``.
     """
 
     def __init__(self, *args: Any, dynamic_filter: bool = False, rollout_log: Path | None = None,

@@ -165,7 +165,8 @@ def _adapt_to_device(cfg: SFTStageConfig) -> None:
 class MigrlSFTTrainer(TrainedPositionsLossMixin, CheckpointWeightsMixin, SFTTrainer):
     """TRL's SFTTrainer with logits and loss only where labels are trained (``TrainedPositionsLossMixin``;
     on a CPU TRL scores every position of the 152k vocabulary) and a resume that loads a full fine-tune's
-    weights (``CheckpointWeightsMixin``)."""
+    weights (``CheckpointWeightsMixin``). The private trainer methods migrl overrides, and why, are
+    listed on ``migrl.stages.grpo.MigrlGRPOTrainer``."""
 
 
 def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
