@@ -69,3 +69,12 @@ def released_folder():
     from migrl.models.released import cached_released_folder
 
     return cached_released_folder(FIXTURE_CACHE)
+
+
+@pytest.fixture(scope="session")
+def released_qwen3_vl_folder():
+    """A folder shaped like the released Qwen3-VL-8B-Instruct (Qwen3 tokenizer, its template, size-dict budget,
+    nested config with DeepStack; tiny weights)."""
+    from migrl.models.released import cached_released_folder
+
+    return cached_released_folder(FIXTURE_CACHE, family="qwen3_vl")

@@ -1,0 +1,248 @@
+"""Model families (migrl.models.family): the registry reads each folder's family, and every fact it keeps
+-- coordinate space, image geometry, budget, batch fields, model class -- is the one the folder and
+transformers use. Qwen3-VL boxes are relative to each image ([0, 1000]); checked by hand on pictures of
+three sizes in one prompt, through migrl.boxes, migrl score and migrl eval on a Qwen3-VL-8B-Instruct-shaped
+folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import tokenize
+from pathlib import Path
+
+import pytest
+import torch
+
+from camera_data import SIZES, picture
+from migrl.answer_space import AnswerSpace, family_coords
+from migrl.bad_records import OptionError
+from migrl.boxes import Space, convert, format_answer
+from migrl.cli import main
+from migrl.images import ImageSizing
+from migrl.models.family import FAMILIES, QWEN25_VL, QWEN3_VL, family_of
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "migrl"
+
+# One object per picture, in pixels of the original picture, and the box a perfect Qwen3-VL writes for it
+# (relative to that picture, [0, 1000]), by hand: x * 1000 / W, y * 1000 / H.
+PIXEL_BOX = {
+    (640, 480): (64, 96, 320, 288),  # 64/640, 96/480, 320/640, 288/480
+    (1280, 720): (320, 180, 960, 540),  # 320/1280, 180/720, 960/1280, 540/720
+    (1920, 1080): (192, 540, 1344, 972),  # 192/1920, 540/1080, 1344/1920, 972/1080
+}
+QWEN3_VL_BOX = {
+    (640, 480): [100, 200, 500, 600],
+    (1280, 720): [250, 250, 750, 750],
+    (1920, 1080): [100, 500, 700, 900],
+}
+# Qwen3-VL's released budget resizes to multiples of 32 (patch 16 x merge 2), by hand: 480/32 = 15,
+# 720/32 = 22.5 -> 22 (round half to even), 1080/32 = 33.75 -> 34; widths are multiples of 32 already.
+QWEN3_VL_RESIZED = {(640, 480): (640, 480), (1280, 720): (1280, 704), (1920, 1080): (1920, 1088)}
+QWEN3_VL_TOKENS = {(640, 480): 20 * 15, (1280, 720): 40 * 22, (1920, 1080): 60 * 34}  # 300, 880, 2040
+
+
+def _records(root: Path, n: int) -> tuple[Path, dict[str, str]]:
+    """Records of three camera-size pictures each (the target's size rotating), ground truth in pixels, and
+    the text a perfect Qwen3-VL answers each with."""
+    rows, answers = [], {}
+    for i in range(n):
+        sizes = [SIZES[(i + k) % len(SIZES)] for k in range(len(SIZES))]
+        target = i % len(sizes)
+        images = []
+        for k, size in enumerate(sizes):
+            path = root / "images" / f"{i:03d}_{k}.jpg"
+            picture(path, size, PIXEL_BOX[size], i + k)
+            images.append(str(path))
+        rid = f"q3-{i}"
+        rows.append({"id": rid, "task": "common_object", "images": images, "split": "test", "domain": "id",
+                     "question": f"These images share one object in common. Locate it in image {target + 1}.",
+                     "boxes": [{"bbox": list(PIXEL_BOX[sizes[target]]), "space": "pixels", "image_index": target}]})
+        answers[rid] = f"<think>.</think><answer>{format_answer(QWEN3_VL_BOX[sizes[target]], target)}</answer>"
+    path = root / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path, answers
+
+
+def _write_config(folder: Path, model_type: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type}), encoding="utf-8")
+    return folder
+
+
+def test_the_registry_reads_each_folders_family(tiny_base, released_folder, released_qwen3_vl_folder, tmp_path):
+    from migrl.models.loading import load_processor, model_class
+
+    for folder, family in ((tiny_base, QWEN25_VL), (released_folder, QWEN25_VL), (released_qwen3_vl_folder, QWEN3_VL)):
+        assert family_of(folder) is family
+        assert family_coords(folder) is family.coords
+        assert model_class(folder).__name__ == family.model_class
+        sizing = ImageSizing.from_processor(load_processor(folder))
+        assert sizing.factor == family.geometry.factor  # the processor resizes with the family's geometry
+        config = json.loads((folder / "config.json").read_text())
+        vision = config["vision_config"]
+        assert vision["patch_size"] * vision["spatial_merge_size"] == family.geometry.factor
+    for folder in (released_folder, released_qwen3_vl_folder):  # the released budget, written as the release writes it
+        family = family_of(folder)
+        assert ImageSizing.from_processor(load_processor(folder)) == ImageSizing.for_family(family)
+        written = json.loads((folder / "preprocessor_config.json").read_text())
+        assert written.items() >= family.budget_config(*family.released_budget).items()
+    assert family_coords(released_qwen3_vl_folder) is Space.QWEN2
+    assert family_coords(released_folder) is Space.QWEN25
+
+
+def test_a_family_without_a_documented_convention_or_an_unknown_one_is_refused(tmp_path):
+    with pytest.raises(OptionError, match=r"Qwen3\.5 model, whose documentation states no box convention; pass --coords"):
+        family_coords(_write_config(tmp_path / "q35", "qwen3_5"))
+    with pytest.raises(OptionError, match=r"'llava' model, whose box convention migrl does not know; pass --coords"):
+        family_coords(_write_config(tmp_path / "llava", "llava"))
+    assert family_of(tmp_path / "llava") is None and family_of(tmp_path / "q35").geometry.factor == 32
+
+
+def test_every_fact_of_the_registry_is_transformers_own():
+    """The class to load is the one transformers' image-text-to-text auto class maps the type to; the
+    geometry is the vision config's default; the processor returns mm_token_type_ids."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    for model_type, family in FAMILIES.items():
+        assert MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES[model_type] == family.model_class
+        config = getattr(transformers, family.model_class.replace("ForConditionalGeneration", "Config"))()
+        assert (config.vision_config.patch_size, config.vision_config.spatial_merge_size) == \
+            (family.geometry.patch, family.geometry.merge), model_type
+        processor_class = getattr(transformers, PROCESSOR_MAPPING_NAMES[model_type])
+        assert processor_class.return_mm_token_type_ids and "mm_token_type_ids" in family.batch_fields
+
+
+def test_qwen3_vl_boxes_are_relative_to_each_picture_by_hand(released_qwen3_vl_folder):
+    from PIL import Image
+
+    from migrl.models.loading import load_processor
+
+    for size in SIZES:
+        assert convert(QWEN3_VL_BOX[size], Space.QWEN2, Space.PIXELS, size) == PIXEL_BOX[size]
+        assert convert(PIXEL_BOX[size], Space.PIXELS, Space.QWEN2, size) == tuple(QWEN3_VL_BOX[size])
+    sizing = ImageSizing.for_family(QWEN3_VL)
+    assert sizing == ImageSizing(65536, 16777216, 32)
+    assert {s: sizing.resized(*s) for s in SIZES} == QWEN3_VL_RESIZED
+    assert {s: sizing.image_tokens(*s) for s in SIZES} == QWEN3_VL_TOKENS
+    assert ImageSizing().resized(1280, 720) == (1288, 728)  # Qwen2.5-VL's factor 28 for the same picture
+    # The folder's processor on one prompt of the three sizes: patches of 16 px, 2 x 2 of them a token.
+    processor = load_processor(released_qwen3_vl_folder)
+    content = [{"type": "image"}] * 3 + [{"type": "text", "text": "Locate the object in image 2."}]
+    text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    batch = processor(text=[text], images=[Image.new("RGB", s) for s in SIZES], return_tensors="pt")
+    assert batch["image_grid_thw"].tolist() == [[1, 30, 40], [1, 44, 80], [1, 68, 120]]
+    assert int((batch["input_ids"] == 151655).sum()) == 300 + 880 + 2040
+    assert set(QWEN3_VL.batch_fields) <= set(batch.keys())
+
+
+def test_the_qwen3_vl_folder_has_the_released_layout_and_contents(released_qwen3_vl_folder):
+    from safetensors import safe_open
+
+    from migrl.models.loading import load_model, load_processor
+
+    folder = released_qwen3_vl_folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "chat_template.json", "config.json", "generation_config.json", "merges.txt", "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors", "model.safetensors.index.json", "preprocessor_config.json", "tokenizer.json",
+        "tokenizer_config.json", "video_preprocessor_config.json", "vocab.json"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "qwen3_vl" and config["text_config"]["vocab_size"] == 151936
+    assert config["vision_config"]["deepstack_visual_indexes"] == [0, 1]
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert "lm_head.weight" in index and any(k.startswith("model.language_model.layers.") for k in index)
+    assert any(k.startswith("model.visual.deepstack_merger_list.") for k in index)
+    processor = load_processor(folder)
+    tok = processor.tokenizer
+    assert len(tok) == 151669 and tok.convert_tokens_to_ids("<think>") == 151667
+    assert tok.convert_tokens_to_ids("<|image_pad|>") == 151655
+    rendered = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], tokenize=False)
+    assert rendered == "<|im_start|>user\nhi<|im_end|>\n"  # no default system turn, unlike Qwen2.5-VL
+    assert json.loads((folder / "generation_config.json").read_text())["eos_token_id"] == [151645, 151643]
+    assert processor.video_processor.size["longest_edge"] == 25165824
+    model = load_model(folder, dtype=torch.float32)
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration"
+    key = "model.language_model.layers.1.mlp.up_proj.weight"  # loaded, not random
+    with safe_open(str(folder / index[key]), "pt") as f:
+        assert (f.get_tensor(key).float() == model.model.language_model.layers[1].mlp.up_proj.weight).all()
+
+
+def test_a_budget_reaches_the_image_processor_and_a_qwen3_video_budget_keeps_its_meaning(released_folder,
+                                                                                         released_qwen3_vl_folder):
+    from migrl.models.loading import load_processor
+
+    paper = ImageSizing.for_family(QWEN3_VL, max_pixels=1280 * QWEN3_VL.geometry.factor ** 2)
+    q3 = load_processor(released_qwen3_vl_folder, paper)
+    assert ImageSizing.from_processor(q3) == paper
+    assert q3.video_processor.size["longest_edge"] == 25165824  # all frames' pixels: not an image budget
+    q25 = load_processor(released_folder, ImageSizing(3136, 1003520))
+    assert q25.video_processor.size["longest_edge"] == 1003520  # per frame, as before
+
+
+def test_an_answer_space_keeps_a_factor_other_than_qwen25s():
+    q3 = AnswerSpace(Space.QWEN25, ImageSizing.for_family(QWEN3_VL))
+    assert q3.to_dict() == {"coords": "qwen25", "min_pixels": 65536, "max_pixels": 16777216, "factor": 32}
+    assert AnswerSpace.from_dict(q3.to_dict()) == q3
+    assert AnswerSpace(Space.QWEN25, ImageSizing()).to_dict() == {"coords": "qwen25", "min_pixels": 3136,
+                                                                   "max_pixels": 12845056}
+
+
+def test_score_reads_perfect_qwen3_vl_boxes_through_the_folder(released_qwen3_vl_folder, released_folder, tmp_path,
+                                                               capsys):
+    records, answers = _records(tmp_path, 6)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in answers.items()))
+    base = ["score", "--benchmark", "world", "--data", str(records), "--predictions", str(preds)]
+    assert main(base + ["--model", str(released_qwen3_vl_folder)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["tasks"]["common_object"] == 100.0 and result["answer_space"] == {"coords": "qwen2"}
+    assert main(base + ["--model", str(released_folder)]) == 0  # the same numbers read as Qwen2.5-VL pixels
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["tasks"]["common_object"] < 50
+
+
+def test_eval_on_qwen3_vl_runs_and_stores_its_space(released_qwen3_vl_folder, tmp_path):
+    records, _ = _records(tmp_path, 3)
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(released_qwen3_vl_folder), "--data", str(records), "--out", str(out),
+                 "--max-new-tokens", "4"]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["answer_space"] == {"coords": "qwen2"}
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
+
+
+def test_batched_decoding_on_qwen3_vl_answers_as_generate(released_qwen3_vl_folder):
+    """engines/decoding.py follows Qwen2.5-VL's M-RoPE offsets; Qwen3-VL keeps them the same way
+    (``model.model.rope_deltas``), with DeepStack features added in the prefill only."""
+    from PIL import Image
+
+    from migrl.engines.base import Request, SamplingParams
+    from migrl.engines.decoding import prefill
+    from migrl.engines.hf import HFEngine, generate_one_by_one
+    from migrl.models.loading import load_model, load_processor
+
+    model, processor = load_model(released_qwen3_vl_folder, dtype=torch.float32), load_processor(released_qwen3_vl_folder)
+    sizes = [(640, 480), (320, 240), (480, 640), (256, 256)]
+    requests = []
+    for i in range(5):  # 0 to 2 pictures each: text-only and multi-image prompts in one batch
+        images = [Image.new("RGB", sizes[(i + k) % 4], (40 * i, 30 * k, 90)) for k in range(i % 3)]
+        content = [{"type": "image"}] * len(images) + [{"type": "text", "text": "Locate the object." + " Now." * i}]
+        requests.append(Request(images=images, messages=[{"role": "user", "content": content}]))
+    expected = generate_one_by_one(model, processor, requests, max_new_tokens=12)
+    got = [o[0] for o in HFEngine(model, processor, batch_size=4, prefill_batch=2).generate(requests, SamplingParams(max_new_tokens=12))]
+    assert got == expected
+    engine = HFEngine(model, processor)
+    batch = processor(text=[engine.prompt_text(requests[2])], images=requests[2].images, return_tensors="pt")
+    assert int(prefill(model, batch).deltas.abs().sum()) > 0  # image positions do shift the decode positions
+
+
+# Modules that take the family's facts from the registry: none may spell a family's geometry or scale.
+FAMILY_USERS = ("images.py", "answer_space.py", "models/loading.py", "models/released.py")
+
+
+def test_no_family_literal_outside_the_registry():
+    for name in FAMILY_USERS:
+        tokens = tokenize.generate_tokens(io.StringIO((SRC / name).read_text()).readline)
+        found = [(t.start[0], t.string) for t in tokens if t.type == tokenize.NUMBER and t.string in ("14", "28", "1000")]
+        assert not found, f"{name} spells a family fact (take it from migrl.models.family): {found}"
