@@ -246,3 +246,20 @@ def test_no_family_literal_outside_the_registry():
         tokens = tokenize.generate_tokens(io.StringIO((SRC / name).read_text()).readline)
         found = [(t.start[0], t.string) for t in tokens if t.type == tokenize.NUMBER and t.string in ("14", "28", "1000")]
         assert not found, f"{name} spells a family fact (take it from migrl.models.family): {found}"
+
+
+def test_the_batched_decoder_refuses_qwen35_by_name():
+    """Qwen3.5's Gated DeltaNet layers keep a recurrent state, no key/value cache to stack: a clear refusal,
+    not an AttributeError from inside the cache."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    from migrl.engines.decoding import prefill
+
+    text = dict(vocab_size=300, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                head_dim=16, intermediate_size=128, linear_num_key_heads=2, linear_num_value_heads=2,
+                linear_key_head_dim=16, linear_value_head_dim=16)
+    vision = dict(depth=1, hidden_size=32, num_heads=2, intermediate_size=64, out_hidden_size=64)
+    model = Qwen3_5ForConditionalGeneration(Qwen3_5Config(text_config=text, vision_config=vision)).eval()
+    ids = torch.randint(0, 250, (1, 5))
+    with pytest.raises(NotImplementedError, match=r"Qwen3\.5 keeps a recurrent state .* serve the model"):
+        prefill(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})

@@ -8,9 +8,12 @@ repeats the prompt n times before prefilling), and finished rows leave the batch
 token-for-token those of ``generate`` (tests/test_decoding.py); sampling uses transformers' own
 temperature and top-p warpers. Measured in bench/RESULTS.md ("Evaluation").
 
-Qwen2-VL / Qwen2.5-VL place image tokens on 3-D (M-RoPE) positions; after the prompt every row's next
-position is its text position plus a per-row offset that the model computes in the prefill forward and
-keeps as ``model.model.rope_deltas`` (what ``generate`` itself reads back while decoding).
+Qwen2-VL / Qwen2.5-VL / Qwen3-VL place image tokens on 3-D (M-RoPE) positions; after the prompt every
+row's next position is its text position plus a per-row offset that the model computes in the prefill
+forward and keeps as ``model.model.rope_deltas`` (what ``generate`` itself reads back while decoding).
+Qwen3-VL's DeepStack features enter the first decoder layers at image tokens only, so in the prefill
+(tests/test_families.py checks its greedy answers against ``generate``). Qwen3.5 is refused: its Gated
+DeltaNet layers keep a recurrent state, not the key/value cache this loop stacks and trims.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, StaticCache
 from transformers.generation.logits_process import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+from migrl.models.family import FAMILIES
 
 # Finished rows are dropped once this share of the batch has finished: every drop copies the cache.
 COMPACT_SHARE = 0.25
@@ -38,6 +43,14 @@ class Prefix:
     deltas: torch.Tensor  # (rows, 1) M-RoPE offset of each row (0 for text-only models)
 
 
+def _require_kv_cache(model: Any) -> None:
+    family = FAMILIES.get(getattr(model.config, "model_type", ""))
+    if family is not None and not family.kv_cache_only:
+        raise NotImplementedError(
+            f"{family.name} keeps a recurrent state in its linear-attention layers, which migrl's batched decoder "
+            "cannot stack: serve the model (--engine openai --base-url URL) to generate with it")
+
+
 def _uses_mrope(model: Any) -> bool:
     return hasattr(getattr(model, "model", None), "rope_deltas")
 
@@ -49,6 +62,7 @@ def _text_positions(mask: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def prefill(model: Any, batch: dict[str, torch.Tensor]) -> Prefix:
     """One forward over a processor batch (left-padded), keeping the cache."""
+    _require_kv_cache(model)
     inner = getattr(model, "model", None)
     mrope = _uses_mrope(model)
     mask = batch["attention_mask"]
