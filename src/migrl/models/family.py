@@ -19,7 +19,8 @@ Where each fact was checked (transformers 5.24 as installed, and the Qwen reposi
   issue #676. Patch 14, merge 2: ``Qwen2_5_VLVisionConfig`` defaults; budget ``min_pixels`` / ``max_pixels``
   in the released file (3136 / 12845056, measured in ../shared/DESIGN.md).
 - Qwen2-VL: integers in [0, 1000] of each image -- ``process_bbox.ipynb`` ``convert_to_qwen2vl_format``
-  (``round(x / w * 1000)``, clipped to [0, 1000]). Patch 14, merge 2: ``Qwen2VLVisionConfig`` defaults.
+  (``round(x / w * 1000)``, clipped to [0, 1000]). Patch 14, merge 2: ``Qwen2VLVisionConfig`` defaults. Its
+  released budget is taken to be Qwen2.5-VL's (the same 4 to 16384 tokens; not re-checked here).
 - Qwen3-VL (dense and MoE): relative coordinates in [0, 1000] of each image, like Qwen2-VL -- QwenLM/Qwen3-VL
   README (2d_grounding cookbook: "Using relative position coordinates"), ``cookbooks/omni_recognition.ipynb``
   ("we use relative coordinates, and the coordinates are scaled from 0 to 1000"),
