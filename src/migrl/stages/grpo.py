@@ -34,6 +34,7 @@ from migrl.jsonl import write_json_atomic
 from migrl.models.loading import context_left, load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
 from migrl.prompts import user_message
+from migrl.recipe import adapt_to_device
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
 from migrl.training.checkpoints import CheckpointWeightsMixin
@@ -233,15 +234,10 @@ def reward_functions(cfg: GRPOStageConfig) -> list[Any]:
     return [guarded(REWARD_FUNCS[r]) if cfg.reward_guards else REWARD_FUNCS[r] for r in cfg.rewards]
 
 
-def _adapt_to_device(cfg: GRPOStageConfig) -> None:
-    if not torch.cuda.is_available():
-        cfg.use_cpu, cfg.bf16, cfg.fp16, cfg.gradient_checkpointing = True, False, False, False
-
-
 def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     from migrl.training.checkpoints import last_complete_checkpoint
 
-    _adapt_to_device(cfg)
+    adapt_to_device(cfg)  # the recipe loader's CPU fallback, for configs built in Python too
     require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
     sizing = resolve_sizing("migrl grpo", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None

@@ -32,6 +32,7 @@ from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
 from migrl.prompts import chat_messages
+from migrl.recipe import adapt_to_device
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.training.checkpoints import CheckpointWeightsMixin
 from migrl.training.finish import check_ranks_agree, rank_digests, save_final
@@ -155,13 +156,6 @@ def _with_images(example: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _adapt_to_device(cfg: SFTStageConfig) -> None:
-    if not torch.cuda.is_available():
-        # TRL turns bf16 and gradient checkpointing on by default; on a CPU both only cost time.
-        cfg.use_cpu, cfg.bf16, cfg.fp16 = True, False, False
-        cfg.gradient_checkpointing = False
-
-
 class MigrlSFTTrainer(TrainedPositionsLossMixin, CheckpointWeightsMixin, SFTTrainer):
     """TRL's SFTTrainer with logits and loss only where labels are trained (``TrainedPositionsLossMixin``;
     on a CPU TRL scores every position of the 152k vocabulary) and a resume that loads a full fine-tune's
@@ -170,7 +164,7 @@ class MigrlSFTTrainer(TrainedPositionsLossMixin, CheckpointWeightsMixin, SFTTrai
 
 
 def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
-    _adapt_to_device(cfg)
+    adapt_to_device(cfg)  # the recipe loader's CPU fallback, for configs built in Python too
     require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
     sizing = resolve_sizing("migrl sft", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
