@@ -3,7 +3,7 @@ import pytest
 from migrl.boxes import Space
 from migrl.images import TINY_SIZING
 from migrl.records import GroundTruthBox, Record
-from migrl.rewards import PAPER_REWARD_WEIGHTS, format_reward, iou_reward, paper_reward, target_in_model_space
+from migrl.rewards import PAPER_REWARD_WEIGHTS, format_reward, iou_reward, is_correct, paper_reward, target_in_model_space
 
 TARGET = {"image_index": 1, "bbox": [10.0, 10.0, 50.0, 50.0]}
 GOOD = '<think>It is the red circle.</think><answer>{"image": 2, "bbox_2d": [10, 10, 50, 50]}</answer>'
@@ -69,3 +69,13 @@ def test_gated_reward_needs_the_format_and_rewards_hits():
     far = _ans('{"bbox_2d": [60, 60, 80, 80]}')
     r = gated_iou_reward([good, near, far, '{"bbox_2d": [10, 10, 40, 40]}'], target=[_T] * 4)
     assert r == [1.5, 1.25, 0.0, 0.0]
+
+
+def test_accuracy_is_iou_of_at_least_one_half():
+    """Acc@0.5, the rule of rejection sampling and of the demo's hit bonus: IoU exactly 0.5 is a hit,
+    0.45 is not (a threshold of 0.4 or 0.6, or '>' for '>=', each fails here)."""
+    target = {"image_index": 0, "bbox": [0.0, 0.0, 100.0, 10.0]}
+    texts = [_ans(f'{{"bbox_2d": [0, 0, {x2}, 10]}}') for x2 in (45, 50, 55)]  # IoU x2 / 100
+    assert iou_reward(texts, [target] * 3) == pytest.approx([0.45, 0.5, 0.55])
+    assert [is_correct(t, target) for t in texts] == [False, True, True]
+    assert gated_iou_reward(texts, target=[target] * 3) == pytest.approx([0.225, 1.25, 1.275])

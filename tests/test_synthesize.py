@@ -147,3 +147,21 @@ def _first_url_is(body, pool, record):
 
 
 # kill -9 at several points of a real `migrl synthesize`: tests/test_crash_safety.py
+
+
+def test_the_consistency_filter_keeps_an_item_only_when_every_answer_reaches_iou_one_half():
+    """IoU exactly 0.5 in every answer keeps the item; one answer at 0.45 drops it as inconsistent."""
+    from migrl.records import GroundTruthBox, Record
+    from migrl.stages.synthesize import decide
+
+    record = Record(id="r", task="t", images=("a.png",), question="q", boxes=(GroundTruthBox(0, (0.0, 0.0, 100.0, 10.0)),))
+
+    def answers(*x2s):
+        return {"responses": [f'<think>t</think><answer>{{"bbox_2d": [0, 0, {x2}, 10]}}</answer>' for x2 in x2s], "error": None}
+
+    def reason(row):
+        return decide(record, row, [(200, 20)], Space.PIXELS, TINY_SIZING, Space.PIXELS, TINY_SIZING, "best")[0]
+
+    assert reason(answers(50, 50, 60, 100)) == "kept"
+    assert reason(answers(45, 60, 60, 100)) == "inconsistent"
+    assert reason(answers(55, 55, 55, 55)) == "kept"
