@@ -19,7 +19,17 @@ LAUNCH = REPO / "launch"
 )
 def test_plan_batch(global_batch, per_device, world_size, accum):
     assert plan_batch(global_batch, per_device, world_size) == accum
-    assert per_device * world_size * accum == global_batch
+
+
+def test_plan_batch_gives_the_global_batch_wherever_it_can():
+    for global_batch in (32, 64, 96):
+        for world_size in range(1, 17):
+            for per_device in range(1, 9):
+                if global_batch % (per_device * world_size) == 0:
+                    assert per_device * world_size * plan_batch(global_batch, per_device, world_size) == global_batch
+                else:
+                    with pytest.raises(ValueError):
+                        plan_batch(global_batch, per_device, world_size)
 
 
 def test_plan_batch_names_the_numbers_when_it_cannot():
