@@ -21,9 +21,10 @@ import torch
 from migrl.data.world import write_split
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine, generate_one_by_one
+from migrl.generation import request_for
 from migrl.models.loading import load_model, load_processor
 from migrl.records import data_root, read_records
-from migrl.stages.evaluate import EvalConfig, request_for, select
+from migrl.stages.evaluate import EvalConfig, select
 
 
 def main() -> None:

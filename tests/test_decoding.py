@@ -11,8 +11,8 @@ import torch
 
 from migrl.engines.base import Request, SamplingParams
 from migrl.engines.hf import HFEngine, generate_one_by_one
+from migrl.generation import request_for
 from migrl.records import data_root, read_records
-from migrl.stages.evaluate import request_for
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import torch
 
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine, generate_one_by_one
+from migrl.generation import request_for
 from migrl.models.loading import load_model, load_processor
 from migrl.records import data_root, read_records
-from migrl.stages.evaluate import request_for
 
 # The released values, and fields that TRL does not set (each would change what is sampled).
 FOLDER_SAMPLING = {"do_sample": True, "temperature": 1e-6, "repetition_penalty": 1.05, "top_k": 1, "top_p": 0.001,
