@@ -81,3 +81,19 @@ def test_append_log_drops_a_torn_line_and_dedupes(tmp_path):
 
 
 # kill -9 at several points of a real `migrl eval`: tests/test_crash_safety.py
+
+
+def test_records_are_scored_at_iou_of_at_least_one_half(tmp_path):
+    """Acc@0.5 of `migrl eval` on a records file: IoU exactly 0.5 is a hit, 0.45 a miss."""
+    from PIL import Image
+
+    from migrl.records import GroundTruthBox, Record
+    from migrl.scoring.grounding import score_records
+
+    Image.new("RGB", (200, 20)).save(tmp_path / "a.png")
+    truth = (GroundTruthBox(0, (0.0, 0.0, 100.0, 10.0)),)
+    records = [Record(id=str(i), task=task, images=("a.png",), question="q", boxes=truth)
+               for i, task in enumerate(["at_half", "above", "below"])]
+    answers = {str(i): f'<think>t</think><answer>{{"bbox_2d": [0, 0, {x2}, 10]}}</answer>' for i, x2 in enumerate((50, 55, 45))}
+    scores = score_records(records, answers, tmp_path, "pixels")
+    assert scores["tasks"] == {"at_half": 100.0, "above": 100.0, "below": 0.0}
