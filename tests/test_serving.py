@@ -140,7 +140,7 @@ def test_paper_grpo_recipe_documents_vllm_rollouts_switched_off():
 
     from trl import TrlParser
 
-    from migrl.cli import cpu_overrides
+    from migrl.recipe import cpu_overrides
     from migrl.stages.grpo import GRPOStageConfig
 
     recipe = Path(__file__).resolve().parent.parent / "recipes" / "paper" / "grpo.yaml"
