@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from asks import command, counting_asks, read_asks
 from migrl.boxes import Space, format_answer
 from migrl.data.world import ID_TASKS, write_split
 from migrl.images import TINY_SIZING, image_size, resolve_image_path
@@ -49,7 +50,9 @@ def test_reject_keeps_only_mixed_items_and_counts_per_task(pool, base_model, tmp
         samples = {"all_right": [gold, gold], "all_wrong": ["I cannot tell.", "none"], "kept": [gold, "none"]}[plan[r.id]]
         log.append([{"id": r.id, "samples": samples}])
     model, processor = base_model
-    stats = reject(RejectConfig(data=str(pool), out=str(tmp_path / "out"), k=2), model=model, processor=processor)
+    with counting_asks() as asked:
+        stats = reject(RejectConfig(data=str(pool), out=str(tmp_path / "out"), k=2), model=model, processor=processor)
+    assert asked == []  # every item was in the log: the model is asked for nothing
     assert stats["asked"] == len(records) == stats["kept"] + stats["all_right"] + stats["all_wrong"]
     assert stats["kept"] == sum(v == "kept" for v in plan.values())
     for task in ID_TASKS:
@@ -74,7 +77,10 @@ def test_reject_resumes_after_kill_9(pool, tiny_base, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 3 <= samples.read_text().count("\n") < 12, "the kill must land mid-run"
-    subprocess.run(cmd + ["--out", str(out)], check=True, capture_output=True)
+    before, asked = {r["id"] for r in read_jsonl(samples)}, tmp_path / "asked.txt"
+    subprocess.run(command(asked) + cmd[3:] + ["--out", str(out)], check=True, capture_output=True)
+    # The rerun asked once for each item the killed run had not logged, and for no other.
+    assert read_asks(asked) == [r.id for r in read_records(pool) if r.id not in before]
     rows = read_jsonl(samples)
     assert len(rows) == len({r["id"] for r in rows}) == 12
     full = {r["id"]: r["samples"] for r in read_jsonl(tmp_path / "full" / "samples.jsonl")}
