@@ -11,6 +11,8 @@ In the test process::
         evaluate(cfg, model, processor)
     assert asked == []  # nothing was left to do
 
+``counting_teacher()`` does the same for ``synthesize``: a scripted teacher with an ``asked`` list.
+
 As a ``migrl`` command in a subprocess (``python tests/asks.py ASKED_FILE eval ...``): ``migrl.cli.main``
 with the same counting, each id appended to ASKED_FILE (one a line, flushed) before the engine starts
 on it, so a process killed mid-run leaves what it had asked for. ``{rank}`` in ASKED_FILE is replaced by
@@ -54,6 +56,20 @@ def counting_asks(note: Callable[[list[str]], None] | None = None) -> Iterator[l
             mock.patch.object(reject, "request_for", tagged_request), \
             mock.patch.object(HFEngine, "generate", counted_generate):
         yield asked
+
+
+def counting_teacher(**settings):
+    """The scripted teacher (``settings`` as its own), noting in ``asked`` the id of every item it is asked for."""
+    from migrl.engines.scripted import ScriptedTeacher
+
+    class CountingTeacher(ScriptedTeacher):
+        def sample(self, records, root, k, on_result):
+            self.asked.extend(r.id for r in records)
+            super().sample(records, root, k, on_result)
+
+    teacher = CountingTeacher(**settings)
+    teacher.asked = []
+    return teacher
 
 
 def read_asks(path: Path) -> list[str]:

@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from asks import command, counting_asks, read_asks
-from migrl.engines.scripted import ScriptedTeacher
+from asks import command, counting_asks, counting_teacher, read_asks
 from migrl.images import TINY_SIZING
 from migrl.jsonl import AppendLog, read_jsonl
 from migrl.shards import Shard, generate_sharded, merge_shard_logs, shard_logs
@@ -180,19 +178,8 @@ def test_torchrun_rank_1s_undecodable_image_is_listed_by_rank_0_and_the_run_exit
     assert sum(total for _, total in scores["counts"].values()) == len(rows) - 1
 
 
-@dataclass
-class CountingTeacher(ScriptedTeacher):
-    """The scripted teacher, noting the id of every item it is asked for."""
-
-    asked: list[str] = field(default_factory=list)
-
-    def sample(self, records, root, k, on_result):
-        self.asked.extend(r.id for r in records)
-        super().sample(records, root, k, on_result)
-
-
 def test_synthesize_shards_merge_to_the_unsharded_result(world_test, tmp_path):
-    teacher = CountingTeacher(seed=0)
+    teacher = counting_teacher(seed=0)
     one = synthesize(SynthesizeConfig(data=str(world_test), out=str(tmp_path / "one")), teacher, student_sizing=TINY_SIZING)
     items = ids(world_test)
     assert teacher.asked == items

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from asks import counting_teacher
 from fake_openai_server import FakeOpenAIServer
 from migrl.boxes import Space, parse_answer
 from migrl.data.world import ID_TASKS, write_split
@@ -47,12 +48,16 @@ def test_a_rerun_resumes_only_the_same_teachers_answers(pool, tmp_path):
     anything; answers.jsonl keeps the first teacher's answers untouched, and the same teacher resumes."""
     first = synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
     log = (tmp_path / "answers.jsonl").read_bytes()
+    other, fewer = counting_teacher(seed=2), counting_teacher(seed=1)
     with pytest.raises(StaleRunError, match="seed"):
-        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=2), student_sizing=TINY_SIZING)
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), other, student_sizing=TINY_SIZING)
     with pytest.raises(StaleRunError, match="k: 4 then, 2 now"):
-        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path), k=2), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING)
+        synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path), k=2), fewer, student_sizing=TINY_SIZING)
+    assert other.asked == fewer.asked == []
     assert (tmp_path / "answers.jsonl").read_bytes() == log
-    assert synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), ScriptedTeacher(seed=1), student_sizing=TINY_SIZING) == first
+    same = counting_teacher(seed=1)
+    assert synthesize(SynthesizeConfig(data=str(pool), out=str(tmp_path)), same, student_sizing=TINY_SIZING) == first
+    assert same.asked == []  # every item answered: nothing asked again
     assert (tmp_path / "answers.jsonl").read_bytes() == log
 
 
