@@ -37,6 +37,9 @@ class Space(str, Enum):
 
 
 QWEN2_SCALE = 1000.0
+# Acc@0.5: a box is right when its IoU with the ground truth is at least this (MIG-Bench's rule, the rewards',
+# synthesis' consistency filter and every migrl scorer's; benchmarks whose official rule differs keep theirs).
+ACCURACY_THRESHOLD = 0.5
 
 
 def _scale_to_normalized(space: Space, size: tuple[int, int], sizing: ImageSizing | None) -> tuple[float, float]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from migrl.boxes import Space, convert, iou, parse_answer
+from migrl.boxes import ACCURACY_THRESHOLD, Space, convert, iou, parse_answer
 from migrl.images import ImageSizing
 from migrl.records import Record
 
 RewardFunc = Callable[..., list[float]]
 
 PAPER_REWARD_WEIGHTS: dict[str, float] = {"iou": 1.0, "format": 0.5}
-ACCURACY_THRESHOLD = 0.5  # Acc@0.5, the benchmark's and the consistency filter's threshold
 
 
 def completion_text(completion: Any) -> str:

@@ -35,7 +35,7 @@ from migrl.benchmarks.base import (
     result,
     xywh_to_xyxy,
 )
-from migrl.boxes import Space, iou
+from migrl.boxes import ACCURACY_THRESHOLD, Space, iou
 from migrl.images import ImageSizing
 from migrl.records import LoadReport, Record, RecordError
 from migrl.scoring.summary import mean
@@ -174,7 +174,7 @@ def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadRep
 
 def hit(text: str, record: Record, coords: Space, sizes: ImageSizes, sizing: ImageSizing) -> bool:
     pred = model_box(text, record, 0, Space.PIXELS, coords, sizes, sizing)
-    return pred is not None and iou(pred, record.boxes[0].bbox) >= 0.5
+    return pred is not None and iou(pred, record.boxes[0].bbox) >= ACCURACY_THRESHOLD
 
 
 def _averaged(out: dict[str, Any], subsets: str, unreadable: dict[str, int]) -> None:

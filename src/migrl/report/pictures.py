@@ -11,7 +11,7 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
-from migrl.boxes import Bbox, PredictedBox, Space, clip_box, convert, iou, parse_answer
+from migrl.boxes import ACCURACY_THRESHOLD, Bbox, PredictedBox, Space, clip_box, convert, iou, parse_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.records import Record
 
@@ -36,7 +36,7 @@ class Prediction:
     more: tuple[tuple[int, Bbox], ...] = ()  # further boxes, (image index, original pixels), drawn as well
 
     def verdict(self) -> str:
-        parts = [f"IoU {self.iou:.2f} ({'hit' if self.iou >= 0.5 else 'miss'})"] if self.iou is not None else []
+        parts = [f"IoU {self.iou:.2f} ({'hit' if self.iou >= ACCURACY_THRESHOLD else 'miss'})"] if self.iou is not None else []
         return ", ".join(parts + ([self.note] if self.note else []))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from migrl.boxes import Space, convert, iou, parse_answer
+from migrl.boxes import ACCURACY_THRESHOLD, Space, convert, iou, parse_answer
 from migrl.images import ImageError, ImageSizes, ImageSizing
 from migrl.records import Record
 from migrl.scoring.summary import summarize
@@ -55,7 +55,7 @@ def score_records(
             missing += 1
             continue
         try:
-            correct = record_iou(text, record, coords, sizes, sizing) >= 0.5
+            correct = record_iou(text, record, coords, sizes, sizing) >= ACCURACY_THRESHOLD
         except ImageError as exc:
             errors.append(f"record {record.id}: {exc}")
             continue

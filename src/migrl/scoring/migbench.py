@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, parse_answer
+from migrl.boxes import ACCURACY_THRESHOLD, ANSWER_CLOSE, ANSWER_OPEN, Space, convert, parse_answer
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.records import GroundTruthBox, Record
 from migrl.scoring.summary import summarize
@@ -200,7 +200,7 @@ def score_migbench(
         except ImageError as exc:
             errors.append(f"record {i}: {exc}")
             continue
-        if official_iou(record["answer"], pred) >= 0.5:
+        if official_iou(record["answer"], pred) >= ACCURACY_THRESHOLD:
             hits[task] = hits.get(task, 0) + 1
     result = summarize(hits, totals, ID_TASKS)
     result["missing_predictions"] = sum(1 for i in range(len(records)) if str(i) not in predictions)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from migrl.boxes import Space, convert, iou, parse_answer
+from migrl.boxes import ACCURACY_THRESHOLD, Space, convert, iou, parse_answer
 from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
 from migrl.engines.base import Request, SamplingParams
 from migrl.engines.hf import HFEngine
@@ -210,7 +210,7 @@ def _turn_correct(ex: Example, text: str, sizing: ImageSizing) -> bool:
     if box is None or box.image_index not in (None, turn.image_index):
         return False
     size = ex.images[turn.image_index].size
-    return iou(convert(box.bbox, Space.QWEN25, Space.PIXELS, size, sizing), turn.box) >= 0.5
+    return iou(convert(box.bbox, Space.QWEN25, Space.PIXELS, size, sizing), turn.box) >= ACCURACY_THRESHOLD
 
 
 def _optimizer(model: Any, probe: VisionProbe, cfg: PretrainConfig) -> torch.optim.Optimizer:
