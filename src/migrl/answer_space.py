@@ -22,10 +22,8 @@ from typing import Any
 from migrl.bad_records import OptionError
 from migrl.boxes import Space
 from migrl.images import ImageSizing
-from migrl.models.family import DEFAULT_FAMILY, FAMILIES, family_of, model_type_of
+from migrl.models.family import DEFAULT_FAMILY, family_of, model_type_of
 
-# The space each model family grounds in, by the folder's config.json model_type (families that say).
-FAMILY_COORDS = {t: f.coords for t, f in FAMILIES.items() if f.coords is not None}
 SPACES_NEEDING_SIZING = (Space.QWEN25,)
 # Record ``meta`` key: the space (and image setting) the boxes of a record's ``response`` are written in.
 RESPONSE_SPACE = "response_space"
@@ -68,21 +66,39 @@ def family_coords(folder: str | os.PathLike) -> Space:
     return family.coords
 
 
+def resolve_coords(command: str, model: str | os.PathLike | None, coords: str | None) -> Space:
+    """Step 1 of the rule: ``coords``, else the model folder's family; refuses when there is neither."""
+    if coords:
+        return Space(coords)
+    if model:
+        from migrl.models.loading import resolve_model_path
+
+        return family_coords(resolve_model_path(model))
+    raise OptionError(f"{command}: which coordinates are the answers in? Pass --model FOLDER (the model that wrote "
+                      f"them; its config decides) or --coords ({', '.join(s.value for s in Space)})")
+
+
 def resolve_answer_space(command: str, model: str | os.PathLike | None = None, coords: str | None = None,
                          min_pixels: int = 0, max_pixels: int = 0) -> AnswerSpace:
     """The rule above; ``command`` names the command in the error message."""
-    if coords:
-        space = Space(coords)
-    elif model:
-        from migrl.models.loading import resolve_model_path
-
-        space = family_coords(resolve_model_path(model))
-    else:
-        raise OptionError(f"{command}: which coordinates are the answers in? Pass --model FOLDER (the model that wrote "
-                          f"them; its config decides) or --coords ({', '.join(s.value for s in Space)})")
+    space = resolve_coords(command, model, coords)
     if space not in SPACES_NEEDING_SIZING:
         return AnswerSpace(space, None)
     return AnswerSpace(space, resolve_sizing(command, model, min_pixels, max_pixels))
+
+
+def answer_space_of(model: str | None, coords: str | None, sizing: ImageSizing) -> AnswerSpace:
+    """The space a generating stage's model answers in (``model`` None: the shipped tiny base, every stage's
+    default model), with the image setting its loaded processor resizes with."""
+    from migrl.models.loading import resolve_model_path
+
+    space = resolve_coords("eval/reject", resolve_model_path(model), coords)  # a folder: never refused for want of one
+    return AnswerSpace(space, sizing if space in SPACES_NEEDING_SIZING else None)
+
+
+def sizing_override(command: str, model: str | os.PathLike, min_pixels: int, max_pixels: int) -> ImageSizing | None:
+    """A training stage's ``min_pixels`` / ``max_pixels`` over the folder's setting; None when neither is set."""
+    return resolve_sizing(command, model, min_pixels, max_pixels) if min_pixels or max_pixels else None
 
 
 def resolve_sizing(command: str, model: str | os.PathLike | None, min_pixels: int = 0, max_pixels: int = 0) -> ImageSizing:

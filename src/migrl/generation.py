@@ -1,5 +1,4 @@
-"""What the generating stages (``eval``, ``reject``, ``synthesize``) share: a record's request, the space a
-model answers in, the loop that generates into a log, and a generating-only shard's summary.
+"""What the generating stages (``eval``, ``reject``, ``synthesize``) share: a record's request, the loop that generates into a log, and a generating-only shard's summary.
 
 The loop (`Generation`) takes the records not yet in the log, a chunk at a time. Only a chunk's images are
 in memory at once; every finished batch is appended to the log as it comes (a rerun after a crash asks
@@ -17,11 +16,9 @@ from typing import Any, Callable, Iterable
 
 from tqdm import tqdm
 
-from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace, family_coords
 from migrl.bad_records import BadRecords
-from migrl.boxes import Space
 from migrl.engines.base import Engine, Request, SamplingParams
-from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
+from migrl.images import ImageError, load_image, resolve_image_path
 from migrl.jsonl import AppendLog
 from migrl.prompts import chat_messages
 from migrl.records import Record
@@ -34,15 +31,6 @@ Skip = tuple[str, str, str]  # record id, field, reason: what a rank reports to 
 def request_for(record: Record, root: Path, cot: bool = True) -> Request:
     images = [load_image(resolve_image_path(p, root)) for p in record.images]
     return Request(images, chat_messages(record, cot=cot))
-
-
-def answer_space_of(model: str | None, coords: str | None, sizing: ImageSizing) -> AnswerSpace:
-    """The space a generating stage's model answers in: ``coords`` or its folder's family, with the image
-    setting its processor resizes with."""
-    from migrl.models.loading import resolve_model_path
-
-    space = Space(coords) if coords else family_coords(resolve_model_path(model))
-    return AnswerSpace(space, sizing if space in SPACES_NEEDING_SIZING else None)
 
 
 def shard_result(run: ShardRun, failed: list[str]) -> dict[str, Any]:

@@ -53,13 +53,12 @@ def readable(records: list[Record], root: Path, on_result: OnResult) -> list[Rec
 
 def teacher_coords(args: Any, folder: str | None) -> Space:
     """--teacher-coords, else the teacher folder's family, else Qwen2.5-VL's (the paper's teacher, 72B)."""
-    if getattr(args, "teacher_coords", None):
-        return Space(args.teacher_coords)
-    if folder:
-        from migrl.answer_space import family_coords
+    given = getattr(args, "teacher_coords", None)
+    if not (given or folder):
+        return Space.QWEN25
+    from migrl.answer_space import resolve_coords
 
-        return family_coords(folder)
-    return Space.QWEN25
+    return resolve_coords("migrl synthesize (teacher)", folder, given)
 
 
 @dataclass

@@ -19,12 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from migrl.answer_space import answer_space_of
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
-from migrl.generation import Generation, answer_space_of, request_for, shard_result
+from migrl.generation import Generation, request_for, shard_result
 from migrl.images import ImageSizing
 from migrl.jsonl import write_json_atomic
 from migrl.records import Record, data_root, load_records, require_file
@@ -104,10 +105,9 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
 
     require_file(cfg.data, "--data")  # before any model loads: a typo should cost a second, not a minute
     resolve_model_path(cfg.model)
-    if cfg.benchmark not in ("records", "mig-bench"):
-        from migrl.benchmarks import subset_kwargs
+    from migrl.benchmarks import subset_kwargs
 
-        subset_kwargs(cfg.benchmark, cfg.subset)  # an unknown subset stops here too
+    subset_kwargs(cfg.benchmark, cfg.subset)  # an unknown subset stops here, before any model loads
     processor = processor or load_processor(cfg.model)
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)

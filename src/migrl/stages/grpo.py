@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from migrl.answer_space import family_coords, resolve_sizing
+from migrl.answer_space import resolve_coords, sizing_override
 from migrl.bad_records import LENGTH_DROP_LIMIT, BadRecords, check_length_drops
-from migrl.boxes import Space, parse_answer
+from migrl.boxes import parse_answer
 from migrl.engines.hf import folder_sampling_off
 from migrl.engines.serving import check_vllm_rollouts
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
@@ -83,7 +83,7 @@ def build_dataset(records: list[Record], root: Path, processor: Any, cfg: GRPOSt
 
     bad = bad if bad is not None else BadRecords()
     sizing = ImageSizing.from_processor(processor)
-    coords = Space(cfg.coords) if cfg.coords else family_coords(resolve_model_path(cfg.model_name_or_path))
+    coords = resolve_coords("migrl grpo", resolve_model_path(cfg.model_name_or_path), cfg.coords)
     rows, errors = [], []
     for r in records:
         if r.target is None:
@@ -240,7 +240,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     adapt_to_device(cfg)  # the recipe loader's CPU fallback, for configs built in Python too
     require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
-    sizing = resolve_sizing("migrl grpo", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
+    sizing = sizing_override("migrl grpo", model_path, cfg.min_pixels, cfg.max_pixels)
     processor = load_processor(model_path, sizing)
     to_save = processor_as_loaded(model_path, sizing)  # before TRL sets truncation or padding on `processor`
     check_vllm_rollouts(cfg, model_path, processor)  # vLLM must resize images as training does

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrl.answer_space import answer_space_of
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
-from migrl.generation import Generation, answer_space_of, request_for, shard_result
+from migrl.generation import Generation, request_for, shard_result
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records, require_file

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from migrl.answer_space import RESPONSE_SPACE, family_coords, resolve_sizing
+from migrl.answer_space import RESPONSE_SPACE, resolve_coords, sizing_override
 from migrl.bad_records import LENGTH_DROP_LIMIT, BadRecords, check_length_drops
 from migrl.boxes import Space, format_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
@@ -167,7 +167,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     adapt_to_device(cfg)  # the recipe loader's CPU fallback, for configs built in Python too
     require_file(cfg.data, "data")  # before any model loads
     model_path = resolve_model_path(cfg.model_name_or_path)
-    sizing = resolve_sizing("migrl sft", model_path, cfg.min_pixels, cfg.max_pixels) if cfg.min_pixels or cfg.max_pixels else None
+    sizing = sizing_override("migrl sft", model_path, cfg.min_pixels, cfg.max_pixels)
     processor = load_processor(model_path, sizing)
     to_save = processor_as_loaded(model_path, sizing)  # before TRL's collator sets truncation on `processor`
     sizing = ImageSizing.from_processor(processor)
@@ -191,7 +191,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     else:
         from migrl.images import image_size
 
-        coords = Space(cfg.coords) if cfg.coords else family_coords(model_path)
+        coords = resolve_coords("migrl sft", model_path, cfg.coords)
         for r in records:
             size = image_size(resolve_image_path(r.images[r.target.image_index], root))
             answers[r.id] = answer_only(r, size, coords, sizing)

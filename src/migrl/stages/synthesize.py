@@ -131,10 +131,12 @@ def synthesize(
 ) -> dict[str, Any]:
     """``student_sizing``: the image setting the student trains with, required for qwen25 targets (their
     pixels are of the image as the student resizes it); ``migrl.answer_space`` finds it from the student's folder."""
-    student = AnswerSpace(Space(student_coords), student_sizing if Space(student_coords) in SPACES_NEEDING_SIZING else None)
-    if student_sizing is None and student.coords in SPACES_NEEDING_SIZING:
+    coords = Space(student_coords)
+    needs_sizing = coords in SPACES_NEEDING_SIZING
+    if needs_sizing and student_sizing is None:
         raise OptionError("synthesize: qwen25 targets need the student's image setting (student_sizing): pass the "
                           "student's model folder (--model) or its --min-pixels/--max-pixels")
+    student = AnswerSpace(coords, student_sizing if needs_sizing else None)
     out = Path(cfg.out)
     loaded = load_records(cfg.data, strict=cfg.strict)
     bad = BadRecords.from_load(loaded, cfg.data, cfg.strict)
