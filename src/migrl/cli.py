@@ -90,12 +90,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         from migrl.benchmarks import check_category_map
 
         check_category_map(args.benchmark, args.category_map)
-    if args.benchmark not in ("mig-bench", "world"):
-        from migrl.benchmarks import subset_kwargs
+    from migrl.benchmarks import subset_kwargs
 
-        subset_kwargs(args.benchmark, args.subset)
-    elif args.subset != "paper":
-        raise OptionError(f"--subset: {args.benchmark} has only the paper's set")
+    subset_kwargs(args.benchmark, args.subset)  # one set only ("paper") where the registry lists none
     preds = read_predictions(args.predictions)
     bad = BadRecords(args.predictions, args.strict)  # faults of the predictions file
     for err in preds.errors:  # broken prediction lines: the text is scored as empty
@@ -199,9 +196,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from migrl.images import ImageSizing
-    from migrl.stages.synthesize import SynthesizeConfig, synthesize
-
     from migrl.records import require_file
+    from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
     require_file(args.data, "--data")
     student = _answer_space(args, "migrl synthesize", args.student_coords)  # checked before the teacher starts
