@@ -116,27 +116,27 @@ QWEN25_TINY_CONFIG = {
     "vocab_size": QWEN25_VOCAB_ROWS,
 }
 
-# Qwen3-VL-8B-Instruct's preprocessor_config.json: the budget as a size dict, 32 x 32-pixel image tokens.
-QWEN3VL_PREPROCESSOR = {
-    **QWEN3_VL.budget_config(*QWEN3_VL.released_budget),  # shortest_edge 65536, longest_edge 16777216
+# What Qwen3-VL-8B-Instruct's image and video processor configs share: 32 x 32-pixel tokens, its normalisation.
+_QWEN3VL_PROCESSING = {
     "patch_size": QWEN3_VL.geometry.patch,
     "temporal_patch_size": 2,
     "merge_size": QWEN3_VL.geometry.merge,
     "image_mean": [0.5, 0.5, 0.5],
     "image_std": [0.5, 0.5, 0.5],
     "processor_class": "Qwen3VLProcessor",
+}
+
+# Its preprocessor_config.json: the budget as a size dict.
+QWEN3VL_PREPROCESSOR = {
+    **QWEN3_VL.budget_config(*QWEN3_VL.released_budget),  # shortest_edge 65536, longest_edge 16777216
+    **_QWEN3VL_PROCESSING,
     "image_processor_type": "Qwen2VLImageProcessorFast",
 }
 
 # Its video_preprocessor_config.json: longest_edge bounds the pixels of all frames together.
 QWEN3VL_VIDEO_PREPROCESSOR = {
     **QWEN3_VL.budget_config(4096, 25165824),
-    "patch_size": QWEN3_VL.geometry.patch,
-    "temporal_patch_size": 2,
-    "merge_size": QWEN3_VL.geometry.merge,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-    "processor_class": "Qwen3VLProcessor",
+    **_QWEN3VL_PROCESSING,
     "video_processor_type": "Qwen3VLVideoProcessor",
 }
 
