@@ -45,14 +45,19 @@ class Run:
     problems: list[str] = field(default_factory=list)
 
 
-def load_run(label: str, folder: Path) -> Run:
+def read_scores(label: str, folder: Path) -> dict[str, Any]:
+    """An eval folder's ``scores.json``."""
     scores_path = folder / "scores.json"
     if not scores_path.is_file():
         raise FileNotFoundError(
             f"run {label!r}: {scores_path} does not exist; pass the folder `migrl eval --out` wrote "
             "(it holds scores.json and predictions.jsonl)"
         )
-    scores = json.loads(scores_path.read_text(encoding="utf-8"))
+    return json.loads(scores_path.read_text(encoding="utf-8"))
+
+
+def load_run(label: str, folder: Path) -> Run:
+    scores = read_scores(label, folder)
     preds_path = folder / "predictions.jsonl"
     if not preds_path.is_file():
         return Run(label, folder, scores, problems=[f"{preds_path} is missing: no answers or pictures for this run"])
@@ -248,7 +253,7 @@ def runs_answer_space(runs: dict[str, Path]) -> AnswerSpace:
     that stored none or that disagree (their boxes could not be drawn on one set of pictures)."""
     spaces = {}
     for label, folder in runs.items():
-        scores = load_run(label, Path(folder)).scores
+        scores = read_scores(label, Path(folder))  # not the predictions: write_report reads those once
         if "answer_space" not in scores:
             raise OptionError(f"run {label!r}: {Path(folder) / 'scores.json'} does not say which space its answers are in "
                               "(written by an older migrl): pass --model FOLDER, or --coords and --max-pixels")
