@@ -3,7 +3,10 @@ import json
 import pytest
 from PIL import Image
 
-from migrl.benchmarks.blink import PAPER_SUBTASKS, analyze_answer, load, score, subtask_of
+from migrl.benchmarks import get
+from migrl.benchmarks.blink import PAPER_SUBTASKS, analyze_answer, load, subtask_of
+
+score = get("blink").score_file  # load, then score what was loaded
 from migrl.boxes import Space
 
 
@@ -185,5 +188,5 @@ def test_differential_against_the_hand_rule(tmp_path):
     assert res["judge_needed"] == 3 and res["judge_stand_in"] == 2 and res["missing_predictions"] == 1
     assert res["zero_for_bad_input_items"][0]["record"] == "val_Counting_6"
     assert res["protocol"]["kind"] == "rule-only" and "seven subtasks" in res["protocol"]["detail"]
-    everything = score(path, preds, paper_subtasks=False)
+    everything = score(path, preds, subset="all")
     assert (everything["tasks"], everything["avg"]) == _hand_blink(items, preds, set(PAPER_SUBTASKS) | {"Art_Style"})

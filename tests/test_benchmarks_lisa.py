@@ -3,7 +3,10 @@ import json
 import pytest
 from PIL import Image
 
-from migrl.benchmarks.lisa import load, official_box, official_iou, score
+from migrl.benchmarks import get
+from migrl.benchmarks.lisa import load, official_box, official_iou
+
+score = get("lisa").score_file  # load, then score what was loaded
 from migrl.boxes import Space, convert
 from migrl.images import ImageSizing
 

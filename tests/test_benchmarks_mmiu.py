@@ -3,7 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from migrl.benchmarks.mmiu import extract_choice, is_correct, load, paper_group, score
+from migrl.benchmarks import get
+from migrl.benchmarks.mmiu import extract_choice, is_correct, load, paper_group
+
+score = get("mmiu").score_file  # load, then score what was loaded
 from migrl.boxes import Space
 
 
@@ -56,7 +59,7 @@ def test_score(tmp_path):
     assert res["tasks"] == {"FD": 50.0, "JPS": 100.0}
     assert res["sem"] == 50.0 and res["spa"] == 100.0 and res["avg"] == 75.0
     assert res["rule_only"] is True and res["judge_needed"] == 1
-    types = score(_bench(tmp_path), preds, Space.QWEN25, tasks="types")  # every task of the four types
+    types = score(_bench(tmp_path), preds, Space.QWEN25, subset="types")  # every task of the four types
     assert types["tasks"] == {"forensic_detection_blink": 50.0, "jigsaw_puzzle_solving": 100.0}
     assert types["sem"] == 50.0 and types["spa"] == 100.0 and types["avg"] == 75.0
 
@@ -186,10 +189,10 @@ def test_differential_against_the_official_rule_on_table_8s_tasks(tmp_path):
     assert res["protocol"]["kind"] == "paper subset" and res["protocol"]["items"] == sum(n for _, n in pooled.values())
     assert "missing_tasks" not in res and 0 < res["judge_needed"] and 0 < res["judge_stand_in"]
     folder_acc = {t: 100 * right[t] / n for t, n in count.items()}
-    types = score(path, texts, Space.QWEN25, tasks="types")
+    types = score(path, texts, Space.QWEN25, subset="types")
     four = [t for t in folder_acc if rel[t] in _FOUR_TYPES]
     assert len(types["tasks"]) == len(four) == 28 and types["avg"] == round(sum(folder_acc[t] for t in four) / 28, 2)
-    every = score(path, texts, Space.QWEN25, tasks="all")  # the official overall: mean over every task
+    every = score(path, texts, Space.QWEN25, subset="all")  # the official overall: mean over every task
     assert every["avg"] == round(sum(folder_acc.values()) / len(folder_acc), 2) and len(every["tasks"]) == 30
     assert every["protocol"]["kind"] == "rule-only" and types["protocol"]["kind"] == "paper subset"
 
@@ -223,6 +226,6 @@ def test_tasks_outside_table_8_are_left_out_by_default(tmp_path):
     path.write_text(json.dumps(items))
     res = score(path, {"0": "A", "1": "B"}, Space.QWEN25)
     assert res["tasks"] == {"STS": 0.0} and res["sem"] == 0.0 and res["protocol"]["items"] == 1
-    assert score(path, {"0": "A", "1": "B"}, Space.QWEN25, tasks="types")["sem"] == 50.0
-    with pytest.raises(ValueError, match="tasks must be one of"):
-        score(path, {}, Space.QWEN25, tasks="19")
+    assert score(path, {"0": "A", "1": "B"}, Space.QWEN25, subset="types")["sem"] == 50.0
+    with pytest.raises(ValueError, match="--subset .19.: mmiu has all, paper, types"):
+        score(path, {}, Space.QWEN25, subset="19")

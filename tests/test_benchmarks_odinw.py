@@ -5,7 +5,10 @@ import pytest
 
 from PIL import Image
 
-from migrl.benchmarks.odinw import load, score
+from migrl.benchmarks import get
+from migrl.benchmarks.odinw import load
+
+score = get("odinw").score_file  # load, then score what was loaded
 from migrl.boxes import Space, convert
 from migrl.images import ImageSizing
 
@@ -96,11 +99,11 @@ def test_avg_is_the_paper_five_by_default_and_all_on_request(tmp_path):
     assert res["missing_subsets"] == ["OP", "OPV", "Vec"]
     assert res["protocol"]["kind"] == "paper subset" and res["protocol"]["items"] == 3  # PV 1 + WS 2
     assert "not found: OP, OPV, Vec" in res["protocol"]["detail"] and "not averaged" in res["protocol"]["detail"]
-    every = score(root, preds, Space.PIXELS, subsets="all")
+    every = score(root, preds, Space.PIXELS, subset="all")
     assert every["tasks"] == res["tasks"] and every["avg"] == 66.67 and every["protocol"]["items"] == 4
     assert "all 3 subsets" in every["protocol"]["detail"] and "missing_subsets" not in every
-    with pytest.raises(ValueError, match="subsets must be one of"):
-        score(root, preds, Space.PIXELS, subsets="five")
+    with pytest.raises(ValueError, match="--subset .five.: odinw has all, paper"):
+        score(root, preds, Space.PIXELS, subset="five")
 
 
 def test_a_second_folder_claiming_a_paper_name_keeps_its_own(tmp_path):
@@ -211,7 +214,7 @@ def test_differential_against_the_paper_rule(tmp_path):
     assert res["avg"] == round(sum(five) / 5, 2) and res["averaged"] == ["OP", "PV", "WS", "OPV", "Vec"]
     assert res["avg"] == 42.5  # by hand from the figures: (37.5 + 37.5 + 37.5 + 50 + 50) / 5
     assert res["protocol"]["items"] == sum(len(truth[f]) for f in short)
-    every = score(root, texts, Space.QWEN2, subsets="all")
+    every = score(root, texts, Space.QWEN2, subset="all")
     assert every["avg"] == round(sum(want.values()) / len(want), 2) and len(every["averaged"]) == 7
 
 

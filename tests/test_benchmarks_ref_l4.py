@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from migrl.benchmarks.ref_l4 import load, official_iou, passes, score
+from migrl.benchmarks import get
+from migrl.benchmarks.ref_l4 import load, official_iou, passes
+
+score = get("ref-l4").score_file  # load, then score what was loaded
 from migrl.boxes import Space, convert
 from migrl.images import ImageSizing
 
@@ -108,7 +111,6 @@ def test_class_average_merges_categories_by_the_official_table(tmp_path, capsys)
 
 
 def test_a_category_map_without_the_table_is_refused(tmp_path):
-    from migrl.benchmarks import score_benchmark
     from migrl.benchmarks.ref_l4 import read_category_map
 
     other = tmp_path / "other.py"
@@ -117,7 +119,7 @@ def test_a_category_map_without_the_table_is_refused(tmp_path):
         read_category_map(other)
     path, evaluation = _classes_bench(tmp_path)
     with pytest.raises(ValueError, match="Ref-L4's"):
-        score_benchmark("lisa", path, {}, Space.PIXELS, category_map=evaluation)
+        get("lisa").score_file(path, {}, Space.PIXELS, category_map=evaluation)
 
 
 def test_no_class_average_from_annotations_without_a_category(tmp_path):
@@ -150,9 +152,9 @@ def test_the_report_shows_the_class_average_when_scored_with_the_table(tmp_path)
     preds = {"000000": '{"bbox_2d": [0, 0, 100, 100]}'}
     with_table = Run("rl", tmp_path, score(path, preds, Space.PIXELS, category_map=evaluation))
     without = Run("base", tmp_path, score(path, preds, Space.PIXELS))
-    rows = {row[0]: row[2:] for row in score_table([without, with_table], {}, "ref-l4").rows}
+    rows = {row[0]: row[2:] for row in score_table([without, with_table], {}, get("ref-l4")).rows}
     assert rows["class average"] == ["-", "16.67"]  # o365_56: 1 of 3, refcoco_99: 0 of 2
-    assert "class average" not in {row[0] for row in score_table([without], {}, "ref-l4").rows}
+    assert "class average" not in {row[0] for row in score_table([without], {}, get("ref-l4")).rows}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from migrl.benchmarks.revos import load, score
+from migrl.benchmarks import get
+from migrl.benchmarks.revos import load
 from migrl.benchmarks.revos_masks import build, sample_frames
 from migrl.boxes import Space
 from migrl.cli import main
@@ -84,7 +85,7 @@ def test_items_from_masks_load_and_score_by_the_released_path(tmp_path):
     assert report.records[0].images[2] == "UVO/vid_a/00002.jpg"
     # A right answer in Qwen2 [0, 1000) on the 80x60 frame: (125,167),(375,333) is x 10..30, y 10..20.
     preds = {"0": "(125,167),(375,333)", "1": "(0,0),(100,100)"}
-    res = score(out, preds, Space.QWEN2, frames_root)
+    res = get("revos").score_file(out, preds, Space.QWEN2, frames_root)
     assert res["counts"] == {"revos": [1, 2]}
 
 

@@ -88,7 +88,7 @@ def test_records_are_scored_at_iou_of_at_least_one_half(tmp_path):
     from PIL import Image
 
     from migrl.records import GroundTruthBox, Record
-    from migrl.scoring.grounding import score_records
+    from score_helpers import score_records
 
     Image.new("RGB", (200, 20)).save(tmp_path / "a.png")
     truth = (GroundTruthBox(0, (0.0, 0.0, 100.0, 10.0)),)

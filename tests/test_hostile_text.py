@@ -20,7 +20,10 @@ from conftest import MIG_DATA
 from migrl.boxes import Space, parse_answer
 from migrl.images import TINY_SIZING, ImageSizing
 from migrl.rewards import format_reward, gated_iou_reward, guarded, hack, iou_reward, is_correct, paper_reward
-from migrl.scoring.migbench import official_extract_bbox, official_iou, official_scored_box, predicted_box, score_migbench
+from migrl.benchmarks import get
+from migrl.benchmarks.mig_bench import official_extract_bbox, official_iou, official_scored_box, predicted_box
+
+score_migbench = get("mig-bench").score_file
 
 BIG = 100_000
 HOSTILE = [
@@ -134,7 +137,7 @@ def test_the_fast_official_box_scores_as_the_official_extract_bbox(index):
 def test_hostile_teacher_answers_are_dropped_and_hostile_predictions_score_0(world_test):
     from migrl.images import image_size, resolve_image_path
     from migrl.records import data_root, read_records
-    from migrl.scoring.grounding import score_records
+    from score_helpers import score_records
     from migrl.stages.synthesize import judge
 
     records = read_records(world_test)

@@ -9,6 +9,7 @@ import sys
 
 from PIL import Image
 
+from migrl.benchmarks import get
 from migrl.jsonl import write_json_atomic, write_jsonl_atomic
 from migrl.report.build import write_report
 from migrl.report.pictures import PREDICTION
@@ -87,8 +88,9 @@ def _mc_bench(tmp_path):
 
 
 def test_mc_bench_report_labels_the_bug_fixed_ap50(tmp_path):
-    from migrl.benchmarks.mc_bench import score
     from migrl.boxes import Space
+
+    score = get("mc-bench").score_file
 
     data = _mc_bench(tmp_path)
     preds = {"0": '{"image": 1, "bbox_2d": [10, 10, 50, 50]}', "1": '{"image": 2, "bbox_2d": [20, 20, 60, 60]}'}
@@ -110,8 +112,7 @@ def test_rule_only_figures_are_labelled(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     data = tmp_path / "blink_val.json"
     data.write_text(json.dumps(items))
-    from migrl.benchmarks.blink import score
-
+    score = get("blink").score_file
     preds = {"val_Counting_1": "(A)", "val_Counting_2": "I think A"}
     scores = score(data, preds)
     md, _ = write_report({"b": _run(tmp_path / "eval", preds, scores)}, data, tmp_path / "report", benchmark="blink", coords="qwen2")
@@ -120,8 +121,9 @@ def test_rule_only_figures_are_labelled(tmp_path):
 
 
 def test_mc_bench_pictures_draw_every_box_and_no_id_ood_rows(tmp_path):
-    from migrl.benchmarks.mc_bench import score
     from migrl.boxes import Space
+
+    score = get("mc-bench").score_file
 
     data = _mc_bench(tmp_path)
     preds = {"0": '[{"image": 1, "bbox_2d": [10, 10, 50, 50]}, {"image": 2, "bbox_2d": [5, 5, 30, 30]}, {"bbox_2d": [1, 1, 9, 9]}]'}

@@ -16,7 +16,7 @@ from migrl.jsonl import write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, read_records
 from migrl.report.build import write_report
 from migrl.report.pictures import PREDICTION, TRUTH
-from migrl.scoring.grounding import score_records
+from score_helpers import score_records
 
 XSS = "<script>alert(1)</script>"
 

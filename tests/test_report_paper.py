@@ -19,7 +19,7 @@ from migrl.report.paper import (
     TABLES,
     paper_rows,
 )
-from migrl.scoring.migbench import ID_TASKS, OOD_TASKS
+from migrl.tasks import ID_TASKS, OOD_TASKS
 
 
 def test_spot_values():

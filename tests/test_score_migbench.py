@@ -6,7 +6,10 @@ import pytest
 from PIL import Image
 
 from conftest import MIG_DATA
-from migrl.scoring.migbench import answer_part, official_extract_bbox, official_iou, score_migbench, target_image
+from migrl.benchmarks import get
+from migrl.benchmarks.mig_bench import answer_part, official_extract_bbox, official_iou, target_image
+
+score_migbench = get("mig-bench").score_file
 
 
 @pytest.mark.parametrize(
@@ -199,7 +202,7 @@ OFFICIAL_TABLE = [
 def test_equals_official_code(gt, text, box, iou):
     from migrl.boxes import Space
     from migrl.images import ImageSizing
-    from migrl.scoring.migbench import predicted_box
+    from migrl.benchmarks.mig_bench import predicted_box
 
     got_box = official_extract_bbox(answer_part(text))
     assert got_box == pytest.approx(box, abs=1e-12) if box and not isinstance(box[0], list) else got_box == box

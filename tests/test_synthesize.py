@@ -15,7 +15,8 @@ from migrl.images import TINY_SIZING, ImageSizing, image_size, load_image
 from migrl.jsonl import read_jsonl
 from migrl.records import read_records
 from migrl.run_identity import StaleRunError
-from migrl.scoring.grounding import ImageSizes, record_iou
+from migrl.images import ImageSizes
+from migrl.scoring.judge import record_iou
 from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
 

@@ -8,7 +8,7 @@ from migrl.data import world
 from migrl.data.world import ID_TASKS, OOD_TASKS, TASKS, generate, gold_response
 from migrl.images import TINY_SIZING
 from migrl.records import load_records
-from migrl.scoring.grounding import score_records
+from score_helpers import score_records
 
 
 def test_ten_tasks_split_into_in_and_out_of_domain():

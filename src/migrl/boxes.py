@@ -241,6 +241,15 @@ def has_think_answer_format(text: str) -> bool:
     return s[positions[1] + len(THINK_CLOSE) : positions[2]].strip() == ""
 
 
+def answer_part(text: str) -> str:
+    """The content of ``<answer>...</answer>`` when the text has one (the whole text without one)."""
+    start = text.find(ANSWER_OPEN)
+    if start < 0:
+        return text
+    end = text.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
+    return text[start + len(ANSWER_OPEN) : end] if end >= 0 else text
+
+
 def parse_answer(text: object) -> ParsedAnswer:
     """Parse a completion. Never raises: anything that is not a string parses as empty."""
     if not isinstance(text, str):

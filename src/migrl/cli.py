@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from migrl.bad_records import ExitCode, OptionError, exit_code
+from migrl.benchmarks import NAMES as BENCHMARK_NAMES
 from migrl.boxes import Space
 from migrl.records import RecordError
 from migrl.run_identity import StaleRunError
 
-# Real benchmarks scored by ``migrl score`` besides mig-bench and the world (migrl.benchmarks).
-BENCHMARK_NAMES = ("mc-bench", "lisa", "ref-l4", "revos", "odinw", "blink", "mmiu")
 STRICT_HELP = "stop at the first bad record (exit code 4) instead of skipping it (exit code 3)"
 
 
@@ -77,80 +76,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from migrl.bad_records import BadRecords
-    from migrl.records import require_file
-    from migrl.scoring.predictions import read_predictions
+    from migrl.stages.score import ScoreConfig, check, protocol_line, score
 
-    require_file(args.data, "--data")
-    require_file(args.predictions, "--predictions")
+    cfg = ScoreConfig(args.data, args.predictions, args.benchmark, args.out, args.image_root, args.category_map,
+                      args.subset, args.strict)
+    check(cfg)
     space = _answer_space(args, "migrl score")  # before reading anything: a missing setting is the user's to give
-    coords, sizing = space.coords, space.sizing
-
-    if args.category_map:
-        from migrl.benchmarks import check_category_map
-
-        check_category_map(args.benchmark, args.category_map)
-    from migrl.benchmarks import subset_kwargs
-
-    subset_kwargs(args.benchmark, args.subset)  # one set only ("paper") where the registry lists none
-    preds = read_predictions(args.predictions)
-    bad = BadRecords(args.predictions, args.strict)  # faults of the predictions file
-    for err in preds.errors:  # broken prediction lines: the text is scored as empty
-        bad.add_message(err, "text")
-    skipped = []  # records left out of the scores (migrl records only: a benchmark keeps its denominator)
-    if args.benchmark == "mig-bench":
-        from migrl.scoring.migbench import score_migbench
-
-        result = score_migbench(args.data, preds.texts, coords, args.image_root, sizing)
-    elif args.benchmark != "world":
-        from migrl.benchmarks import score_benchmark
-
-        result = score_benchmark(args.benchmark, args.data, preds.texts, coords, args.image_root, sizing,
-                                 args.category_map, subset=args.subset)
-    else:
-        from migrl.records import data_root, load_records
-        from migrl.scoring.grounding import score_records
-
-        loaded = load_records(args.data, strict=args.strict)
-        records_bad = BadRecords.from_load(loaded, args.data, args.strict)
-        root = args.image_root or data_root(args.data)
-        records = records_bad.usable(loaded.records, root)  # a bad record is left out of the scores
-        skipped = records_bad.items
-        result = score_records(records, preds.texts, root, coords, sizing)
-    kept = BadRecords(args.data)  # faults of the annotation file or its images: kept in the denominator, scored 0
-    for err in result.get("errors", []):  # images the scorer could not read (the user's to fix: they count)
-        kept.add_message(err, "images", stops=False)
-    fixable = bad.items + skipped + kept.items
-    for item in result.get("zero_for_bad_input_items", []):  # the released file's own faults, as officially scored
-        kept.add(item["record"], item["field"], item["reason"], stops=False)
-    result["answer_space"] = space.to_dict()
-    everything = BadRecords(args.predictions)
-    everything.items = bad.items + skipped + kept.items
-    result["bad_records"] = everything.summary()
-    counted = BadRecords(args.predictions)
-    counted.items = fixable
-    if args.out:
-        from migrl.jsonl import write_json_atomic
-
-        write_json_atomic(Path(args.out) / "scores.json", result)
-        everything.write(args.out)
-    else:
-        for label, items in (("prediction scored as empty", bad.items), ("skipped", skipped),
-                             ("scored 0, kept in the denominator", kept.items)):
-            for item in items[:20]:
-                print(f"{label}: {item}", file=sys.stderr)
-    print(protocol_line(args.benchmark, result), file=sys.stderr)
-    print(json.dumps(result))
-    return exit_code(counted.summary(), args.out)  # 3 for what the user can fix, not for the release's faults
-
-
-def protocol_line(benchmark: str, result: dict) -> str:
-    """The figure ``migrl score`` reports, labelled with its protocol and denominator."""
-    p = result.get("protocol") or {}
-    avg = result.get("avg")
-    figure = f"avg {avg:.2f}" if isinstance(avg, (int, float)) else "avg -"
-    return (f"{benchmark}: {figure} [{p.get('kind', '?')}: {p.get('detail', '')}] over {p.get('items', '?')} items, "
-            f"{p.get('zero_for_bad_input', 0)} scored 0 for bad input, {result.get('missing_predictions', 0)} without a prediction")
+    scored = score(cfg, space)
+    if not args.out:
+        for line in scored.printable():
+            print(line, file=sys.stderr)
+    print(protocol_line(args.benchmark, scored.result), file=sys.stderr)
+    print(json.dumps(scored.result))
+    return exit_code(scored.fixable, args.out)  # 3 for what the user can fix, not for the release's faults
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -390,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="generate answers for a records file or a benchmark and score them (resumable)")
     e.add_argument("--model", "--model_name_or_path", default=None, help="model folder (default: the shipped tiny base)")
     e.add_argument("--data", required=True, help="records JSONL, or the benchmark's official annotation file")
-    e.add_argument("--benchmark", default="records", choices=["records", "mig-bench", *sorted(BENCHMARK_NAMES)],
+    e.add_argument("--benchmark", default="records", choices=BENCHMARK_NAMES,
                    help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
     e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
     e.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
@@ -407,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("score", help="score a predictions JSONL without a model")
-    s.add_argument("--benchmark", required=True, choices=["mig-bench", "world", *sorted(BENCHMARK_NAMES)])
+    s.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
     s.add_argument("--data", required=True, help="the benchmark's official annotation file (MIG_data.json, ...), or a records JSONL for 'world'")
     s.add_argument("--predictions", required=True, help='JSONL of {"id": ..., "text": ...}')
     s.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
@@ -426,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data", required=True, help="what the runs were evaluated on: records JSONL or the benchmark's annotation file")
     rp.add_argument("--image-root", default=None, help="folder the data's image paths are relative to (as for eval)")
     rp.add_argument("--out", "--output_dir", default="runs/report")
-    rp.add_argument("--benchmark", default="world", help="world, mig-bench, ...: which paper table to put beside ours")
+    rp.add_argument("--benchmark", default="world", choices=BENCHMARK_NAMES, help="which paper table to put beside ours")
     rp.add_argument("--pictures-per-task", type=int, default=2)
     rp.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP + "; default: what eval stored in the runs")
     rp.add_argument("--model", "--model_name_or_path", default=None, help="the model folder the runs come from (default: the setting eval stored in each run's scores.json)")

@@ -222,6 +222,7 @@ class LoadReport:
     errors: list[str] = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)  # the errors, structured (load_records fills it)
     lines: dict[str, int] = field(default_factory=dict)  # record id -> its line in the file
+    source: Any = None  # what a benchmark's scorer needs beyond the records (its scan, its ground truth)
 
 
 def iter_record_lines(path: str | Path) -> Iterator[tuple[int, str]]:

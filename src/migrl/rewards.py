@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from migrl.boxes import ACCURACY_THRESHOLD, Space, convert, iou, parse_answer
+from migrl.boxes import Space, convert, iou, parse_answer
 from migrl.images import ImageSizing
 from migrl.records import Record
+from migrl.scoring.judge import is_hit, target_box
 
 RewardFunc = Callable[..., list[float]]
 
@@ -50,13 +51,11 @@ def target_in_model_space(
 
 
 def answer_iou(text: str, target: dict[str, Any]) -> float:
-    """IoU of the answer's first box with the target; a box that names another image scores 0."""
-    box = parse_answer(text).first_box
-    if box is None or target is None:
+    """IoU of the answer's first box with the target (both in the model's space); another image scores 0."""
+    if target is None:
         return 0.0
-    if box.image_index is not None and box.image_index != target["image_index"]:
-        return 0.0
-    return iou(box.bbox, target["bbox"])
+    box = target_box(text, target["image_index"])
+    return 0.0 if box is None else iou(box, target["bbox"])
 
 
 def iou_reward(completions: list[Any], target: list[dict[str, Any]], **kwargs: Any) -> list[float]:
@@ -89,7 +88,7 @@ def gated_iou_reward(completions: list[Any], target: list[dict[str, Any]], **kwa
             out.append(0.0)
             continue
         v = answer_iou(text, t)
-        out.append(float(v >= ACCURACY_THRESHOLD) + 0.5 * v)
+        out.append(float(is_hit(v)) + 0.5 * v)
     return out
 
 
@@ -127,7 +126,7 @@ def guarded(func: RewardFunc) -> RewardFunc:
 
 
 def is_correct(text: str, target: dict[str, Any]) -> bool:
-    return answer_iou(text, target) >= ACCURACY_THRESHOLD
+    return is_hit(answer_iou(text, target))
 
 
 REWARD_FUNCS: dict[str, RewardFunc] = {

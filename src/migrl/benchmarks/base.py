@@ -1,8 +1,9 @@
 """What every benchmark module shares: the Benchmark entry, reading annotation files, image sizes,
 turning a model's text into a box in the benchmark's space, and the result dictionary.
 
-A benchmark module exposes ``load(data_path, image_root=None) -> LoadReport`` and
-``score(data_path, predictions, coords, image_root, sizing) -> dict``; the dict has the keys of
+A benchmark module exposes ``load(data_path, image_root=None) -> LoadReport`` (its ``source`` holds what the
+scorer needs beyond the records) and ``score(loaded, predictions, coords, root, sizing) -> dict``, so the
+annotation file is read once; the dict has the keys of
 MIG-Bench scoring (``tasks``, ``avg``, ``id_avg``, ``ood_avg``, ``counts``, ``missing_predictions``)
 plus its own. Annotation files are read as they are published; a bad record becomes one error
 string naming the file, the record and the field, and the other records still load.
@@ -10,38 +11,120 @@ string naming the file, the record and the field, and the other records still lo
 
 from __future__ import annotations
 
+import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
-from migrl.boxes import Space, convert, parse_answer
-from migrl.images import ImageError, ImageSizes, ImageSizing
+from migrl.bad_records import OptionError
+from migrl.boxes import Space
+from migrl.images import ImageSizes, ImageSizing
 from migrl.records import LoadReport, Record, RecordError, record_from_dict
+from migrl.scoring.judge import target_box
 from migrl.scoring.summary import summarize
+
+if TYPE_CHECKING:
+    from migrl.boxes import PredictedBox
 
 
 class Loader(Protocol):
-    def __call__(self, data_path: str | Path, image_root: str | Path | None = None) -> LoadReport: ...
+    def __call__(self, data_path: str | Path, image_root: str | Path | None = None, **subset: Any) -> LoadReport: ...
 
 
 class Scorer(Protocol):
     def __call__(
         self,
-        data_path: str | Path,
+        loaded: LoadReport,
         predictions: dict[str, str],
-        coords: Space | str = ...,
-        image_root: str | Path | None = None,
+        coords: Space,
+        root: Path,
         sizing: ImageSizing | None = None,
+        **options: Any,
     ) -> dict[str, Any]: ...
+
+
+PAPER_ONLY: dict[str, tuple[dict, dict]] = {"paper": ({}, {})}
+PAPER_SUBSET = "paper"
 
 
 @dataclass(frozen=True)
 class Benchmark:
+    """Everything migrl knows of one benchmark; ``migrl.benchmarks.get(name)`` gives it. Code outside the
+    registry asks an entry, never a benchmark's name."""
+
     name: str
-    load: Loader
-    score: Scorer
+    module: str  # migrl.benchmarks.<module>: its ``load`` and ``score`` (imported when first used)
     official_source: str  # repository, file and function the scorer reproduces
+    # --subset: which items and tasks a figure covers; "paper" (the default) is what the paper reports.
+    subsets: Mapping[str, tuple[dict, dict]] = field(default_factory=lambda: dict(PAPER_ONLY))
+    keeps_denominator: bool = True  # a bad item scores 0 (the official rule); False: left out (migrl records)
+    checks_boxes: bool = False  # eval also checks that each record's boxes lie on their image (migrl records)
+    id_ood_split: bool = False  # the scores have in-domain / out-of-domain means (else id_avg is the mean)
+    score_title: str = "Scores per task (Acc@0.5, %)"
+    official_reader: str | None = None  # the module's ReaderFor: the official reading of a box, where it has one
+    every_box: bool = False  # answers hold several boxes, each scored (detections): pictures draw them all
+    extra_columns: tuple[tuple[str, str], ...] = ()  # figures of ours without a column in the paper's table
+    paper_note: str = "The paper's figures as printed (tables named in migrl/report/paper.py)."
+    category_map: bool = False  # takes Ref-L4's --category-map (its class-level average)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def _module(self) -> Any:
+        return importlib.import_module(f"migrl.benchmarks.{self.module}")
+
+    @property
+    def load(self) -> Loader:
+        """The annotation file -> records (+ ``source``: what the scorer needs beyond them)."""
+        return self._module.load
+
+    @property
+    def score(self) -> Scorer:
+        """What ``load`` gave (the file is read once) + predictions -> the result contract."""
+        return self._module.score
+
+    def box_reader(self, coords: Space) -> Callable[[str], "PredictedBox | None"] | None:
+        """How the scorer reads a box from an answer when it is not migrl's parser (None: migrl's)."""
+        return getattr(self._module, self.official_reader)(coords) if self.official_reader else None
+
+    def subset_kwargs(self, subset: str = PAPER_SUBSET) -> tuple[dict, dict]:
+        """(load kwargs, score kwargs) of ``subset``; OptionError for a subset this benchmark does not have."""
+        if subset not in self.subsets:
+            raise OptionError(f"--subset {subset!r}: {self.name} has {', '.join(sorted(self.subsets))}")
+        return self.subsets[subset]
+
+    def load_subset(self, data_path: str | Path, image_root: str | Path | None = None,
+                    subset: str = PAPER_SUBSET) -> LoadReport:
+        return self.load(data_path, image_root, **self.subset_kwargs(subset)[0])
+
+    def score_loaded(self, loaded: LoadReport, predictions: dict[str, str], coords: Space | str, root: str | Path,
+                     sizing: ImageSizing | None = None, subset: str = PAPER_SUBSET,
+                     category_map: str | Path | None = None) -> dict[str, Any]:
+        options = dict(self.subset_kwargs(subset)[1])
+        if category_map is not None:
+            self.check_category_map(category_map, read=False)  # the table itself is read by the scorer
+            options["category_map"] = category_map
+        return self.score(loaded, predictions, Space(coords), Path(root), sizing, **options)
+
+    def score_file(self, data_path: str | Path, predictions: dict[str, str], coords: Space | str = Space.QWEN25,
+                   image_root: str | Path | None = None, sizing: ImageSizing | None = None,
+                   subset: str = PAPER_SUBSET, category_map: str | Path | None = None) -> dict[str, Any]:
+        """Load the file, then score it (``migrl score``; eval scores what it already loaded)."""
+        loaded = self.load_subset(data_path, image_root, subset)
+        return self.score_loaded(loaded, predictions, coords, root_of(data_path, image_root), sizing, subset,
+                                 category_map)
+
+    def check_category_map(self, category_map: str | Path, read: bool = True) -> None:
+        """Before any generation: the option is this benchmark's, and the file holds a table."""
+        if not self.category_map:
+            raise OptionError(f"--category-map is Ref-L4's (its class-level average), not {self.name!r}'s")
+        if read:
+            from migrl.benchmarks.ref_l4 import read_category_map
+
+            try:
+                read_category_map(category_map)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise OptionError(f"--category-map {category_map}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -124,18 +207,10 @@ def xywh_to_xyxy(b: list[float]) -> list[float]:
 
 
 def model_box(
-    text: str, record: Record, index: int, dst: Space, coords: Space, sizes: ImageSizes, sizing: ImageSizing
+    text: str, record: Record, index: int, dst: Space, coords: Space, sizes: ImageSizes, sizing: ImageSizing | None
 ) -> tuple[float, float, float, float] | None:
-    """The answer's first box converted from the model's space on image ``index`` to ``dst``.
-
-    A box that names another image cannot match and gives None. Conversion is per image: Qwen2.5-VL
-    answers in pixels of each image's own resized size, so dividing by 1000 would be wrong.
-    """
-    box = parse_answer(text).first_box
-    if box is None or (box.image_index is not None and box.image_index != index):
-        return None
-    size = sizes(record.images[index])
-    return convert(box.bbox, coords, dst, size, sizing)
+    """The answer's box in ``dst`` on image ``index`` of the record (None: no box, or on another image)."""
+    return target_box(text, index, coords, dst, lambda i: sizes(record.images[i]), sizing)
 
 
 def result(
@@ -152,28 +227,6 @@ def result(
     if errors:
         out["errors"] = errors
     return out
-
-
-def count_item(
-    record: Record,
-    predictions: dict[str, str],
-    judge: Callable[[str], bool],
-    hits: dict[str, int],
-    totals: dict[str, int],
-    errors: list[str],
-) -> bool:
-    """Add one record to the tallies; returns whether its prediction was missing."""
-    totals[record.task] = totals.get(record.task, 0) + 1
-    text = predictions.get(record.id)
-    if text is None:
-        return True
-    try:
-        correct = judge(text)
-    except ImageError as exc:
-        errors.append(f"record {record.id}: {exc}")
-        correct = False
-    hits[record.task] = hits.get(record.task, 0) + bool(correct)
-    return False
 
 
 # How a figure was computed, said beside it (migrl score prints it, the report shows it):

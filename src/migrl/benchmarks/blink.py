@@ -36,7 +36,7 @@ from migrl.benchmarks.zero import ZERO_KEY, Scan, ZeroItem, count_zeros, zero_en
 from migrl.boxes import Space
 from migrl.images import ImageSizing
 from migrl.records import LoadReport, RecordError, record_from_dict
-from migrl.scoring.migbench import answer_part
+from migrl.boxes import answer_part
 
 PAPER_SUBTASKS = (
     "Counting", "Forensic_Detection", "IQ_Test", "Jigsaw", "Multi-view_Reasoning", "Visual_Similarity",
@@ -118,7 +118,9 @@ def scan(data_path: str | Path, paper_subtasks: bool = True) -> Scan:
 
 def load(data_path: str | Path, image_root: str | Path | None = None, paper_subtasks: bool = True) -> LoadReport:
     """Items of the paper's seven subtasks (all 14 with ``paper_subtasks=False``); ids are ``idx``."""
-    return scan(data_path, paper_subtasks).report
+    found = scan(data_path, paper_subtasks)
+    found.report.source = found
+    return found.report
 
 
 def read_choice(text: Any, n_choices: int) -> tuple[str | None, str]:
@@ -151,15 +153,15 @@ def _detail(paper_subtasks: bool, ways: dict[str, int]) -> str:
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN25,
-    image_root: str | Path | None = None,
+    coords: Space = Space.QWEN25,
+    root: Path | None = None,
     sizing: ImageSizing | None = None,
     paper_subtasks: bool = True,
 ) -> dict[str, Any]:
     """Rule-only accuracy per subtask (``coords``/``sizing`` unused: no boxes)."""
-    found = scan(data_path, paper_subtasks)
+    found: Scan = loaded.source
     hits: dict[str, int] = {}
     totals: dict[str, int] = {}
     ways = {"rule": 0, "stand-in": 0, "judge": 0, "error": 0}

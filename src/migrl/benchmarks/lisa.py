@@ -39,19 +39,18 @@ from typing import Any, Callable
 
 from migrl.benchmarks.base import (
     ImageSizes,
-    count_item,
     model_box,
     number_list,
     protocol,
     read_json,
     require,
     result,
-    root_of,
 )
 from migrl.benchmarks.zero import ZERO_KEY, Scan, ZeroItem, count_zeros, zero_entries
 from migrl.boxes import Space
 from migrl.images import ImageSizing
 from migrl.records import LoadReport, Record, RecordError, record_from_dict
+from migrl.scoring.judge import tally
 
 # Possessive digits (Python 3.11) keep the official pattern's matches while ruling out backtracking.
 _OFFICIAL_PAIR = re.compile(r"\(\s*(\d++)\s*,\s*(\d++)\s*\)\s*,\s*\(\s*(\d++)\s*,\s*(\d++)\s*\)")
@@ -198,19 +197,21 @@ def scan(data_path: str | Path) -> Scan:
 
 def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadReport:
     """``lisa_{split}.json`` (ids = 0-based positions) or a ReasonSeg folder (ids = file stems)."""
-    return scan(data_path).report
+    found = scan(data_path)
+    found.report.source = found
+    return found.report
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN2,
-    image_root: str | Path | None = None,
+    coords: Space,
+    root: Path,
     sizing: ImageSizing | None = None,
 ) -> dict[str, Any]:
     """Acc@0.5 of the split; a missing prediction, a bad item or any failure counts as wrong."""
-    out = score_scan(scan(data_path), predictions, Space(coords), root_of(data_path, image_root), sizing)
-    out["protocol"] = protocol("official", official_detail(Space(coords), LISA_DETAIL), *denominator(out))
+    out = score_scan(loaded.source, predictions, coords, root, sizing)
+    out["protocol"] = protocol("official", official_detail(coords, LISA_DETAIL), *denominator(out))
     return out
 
 
@@ -249,7 +250,7 @@ def score_scan(
                     sizes(image)
             return grounding_hit(text, r, coords, sizes, sizing, integer_gt)
 
-        missing += count_item(record, predictions, judge, hits, totals, errors)
+        missing += tally(record, predictions, judge, hits, totals, errors)
     unreadable = len(errors) - before
     count_zeros(found.zeros, totals)
     out = result(hits, totals, missing, errors)

@@ -53,7 +53,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from migrl.benchmarks.base import ImageSizes, build_record, protocol, read_json, result, root_of, xywh_to_xyxy
+from migrl.benchmarks.base import ImageSizes, build_record, protocol, read_json, result, xywh_to_xyxy
 from migrl.boxes import Space, convert, parse_answer
 from migrl.images import ImageError, ImageSizing
 from migrl.records import LoadReport, RecordError
@@ -249,8 +249,10 @@ def load(data_path: str | Path, image_root: str | Path | None = None, subset: st
         gt, pairs, errors = _read(data_path, subset)
     except ValueError as exc:
         report.errors.append(f"{data_path}: cannot read MC-Bench annotations: {exc}")
+        report.source = RecordError(str(data_path), "<file>", f"cannot read MC-Bench annotations: {exc}")
         return report
     report.errors.extend(errors)
+    report.source = (gt, pairs, list(errors), subset)  # the scorer's: pairs without a target count too
     files = {im["id"]: im.get("file_name") for im in gt["images"]}
     anns_of: dict[int, list[dict]] = {}
     for ann in gt["annotations"]:
@@ -489,10 +491,10 @@ def _protocols(subset: str, pairs: int) -> tuple[dict[str, Any], dict[str, Any]]
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN25,
-    image_root: str | Path | None = None,
+    coords: Space,
+    root: Path,
     sizing: ImageSizing | None = None,
     subset: str = "paper",
 ) -> dict[str, Any]:
@@ -501,13 +503,14 @@ def score(
     the image-level accuracy in ``accuracy`` and ``accuracy_by_style``."""
     if subset not in SUBSETS:
         raise ValueError(f"MC-Bench subset {subset!r}: expected one of {SUBSETS}")
-    coords = Space(coords)
-    try:
-        gt, pairs, errors = _read(data_path, subset)
-    except ValueError as exc:
-        raise RecordError(str(data_path), "<file>", f"cannot read MC-Bench annotations: {exc}") from None
+    if isinstance(loaded.source, RecordError):  # the file did not read: no denominator to score against
+        raise loaded.source
+    gt, pairs, errors, loaded_subset = loaded.source
+    if loaded_subset != subset:
+        raise ValueError(f"MC-Bench: the pairs were loaded for subset {loaded_subset!r}, not {subset!r}")
+    errors = list(errors)
     files = {im["id"]: im["file_name"] for im in gt["images"]}
-    dets, unplaced = detections(pairs, files, predictions, coords, ImageSizes(root_of(data_path, image_root)), sizing, errors)
+    dets, unplaced = detections(pairs, files, predictions, coords, ImageSizes(root), sizing, errors)
     official = ap50_figures(gt, pairs, dets, fixed=False)
     fixed = ap50_figures(gt, pairs, dets, fixed=True)
     main_protocol, fixed_protocol = _protocols(subset, len(pairs))

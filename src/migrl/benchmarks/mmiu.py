@@ -44,7 +44,7 @@ from migrl.benchmarks.base import build_record, protocol, read_json, require, re
 from migrl.boxes import Space
 from migrl.images import ImageSizing
 from migrl.records import LoadReport, Record, RecordError
-from migrl.scoring.migbench import answer_part
+from migrl.boxes import answer_part
 from migrl.scoring.summary import mean
 
 _ERROR_ANSWERS = ("image none", "model error or image error", "image error", "model error", "")
@@ -210,19 +210,18 @@ def _folder_figures(records: list[Record], predictions: dict[str, str]) -> dict[
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN25,
-    image_root: str | Path | None = None,
+    coords: Space = Space.QWEN25,
+    root: Path | None = None,
     sizing: ImageSizing | None = None,
     tasks: str = "paper",
 ) -> dict[str, Any]:
     """Rule-only accuracy per task, mean over tasks, and the paper's Sem / Spa (``coords``/``sizing``
     unused: no boxes). ``tasks``: "paper" (Table 8's 19, the default), "types" (every task of the
-    four relation types) or "all" (every task of the file)."""
+    four relation types) or "all" (every task of the file; ``loaded`` then holds every relation type)."""
     if tasks not in TASK_CHOICES:
         raise ValueError(f"tasks must be one of {TASK_CHOICES}, not {tasks!r}")
-    loaded = load(data_path, image_root, paper_types=tasks != "all")
     records = loaded.records
     if tasks == "paper":
         records = [r for r in records if paper_task(r.task)]

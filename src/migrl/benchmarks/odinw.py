@@ -27,7 +27,6 @@ from typing import Any
 from migrl.benchmarks.base import (
     ImageSizes,
     build_record,
-    count_item,
     model_box,
     number_list,
     protocol,
@@ -35,9 +34,10 @@ from migrl.benchmarks.base import (
     result,
     xywh_to_xyxy,
 )
-from migrl.boxes import ACCURACY_THRESHOLD, Space, iou
+from migrl.boxes import Space, iou
 from migrl.images import ImageSizing
 from migrl.records import LoadReport, Record, RecordError
+from migrl.scoring.judge import is_hit, tally
 from migrl.scoring.summary import mean
 
 PAPER_COLUMNS = ("OP", "PV", "WS", "OPV", "Vec")  # Table 7's order
@@ -174,7 +174,7 @@ def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadRep
 
 def hit(text: str, record: Record, coords: Space, sizes: ImageSizes, sizing: ImageSizing) -> bool:
     pred = model_box(text, record, 0, Space.PIXELS, coords, sizes, sizing)
-    return pred is not None and iou(pred, record.boxes[0].bbox) >= ACCURACY_THRESHOLD
+    return pred is not None and is_hit(iou(pred, record.boxes[0].bbox))
 
 
 def _averaged(out: dict[str, Any], subsets: str, unreadable: dict[str, int]) -> None:
@@ -201,10 +201,10 @@ def _averaged(out: dict[str, Any], subsets: str, unreadable: dict[str, int]) -> 
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN25,
-    image_root: str | Path | None = None,
+    coords: Space,
+    root: Path,
     sizing: ImageSizing | None = None,
     subsets: str = "paper",
 ) -> dict[str, Any]:
@@ -212,10 +212,7 @@ def score(
     ``subsets="all"``; a missing prediction counts as wrong."""
     if subsets not in SUBSET_CHOICES:
         raise ValueError(f"subsets must be one of {SUBSET_CHOICES}, not {subsets!r}")
-    coords = Space(coords)
-    loaded = load(data_path, image_root)
-    path = Path(data_path)
-    sizes = ImageSizes(image_root or (path if path.is_dir() else path.parent))
+    sizes = ImageSizes(root)
     hits: dict[str, int] = {}
     totals: dict[str, int] = {}
     errors = list(loaded.errors)
@@ -224,7 +221,7 @@ def score(
     for record in loaded.records:
         judge = lambda text, r=record: hit(text, r, coords, sizes, sizing)  # noqa: E731
         before = len(errors)
-        missing += count_item(record, predictions, judge, hits, totals, errors)
+        missing += tally(record, predictions, judge, hits, totals, errors)
         if len(errors) > before:
             unreadable[record.task] = unreadable.get(record.task, 0) + 1
     out = result(hits, totals, missing, errors)

@@ -40,7 +40,6 @@ from migrl.benchmarks.base import (
     read_json,
     require,
     result,
-    root_of,
     xywh_to_xyxy,
 )
 from migrl.boxes import Space
@@ -222,20 +221,18 @@ def _per_split(records: list[Record], ious: list[float]) -> tuple[dict[str, int]
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN25,
-    image_root: str | Path | None = None,
+    coords: Space,
+    root: Path,
     sizing: ImageSizing | None = None,
     category_map: str | Path | None = None,
 ) -> dict[str, Any]:
     """Acc@0.5 (IoU > 0.5) per split in ``tasks``; Acc@0.75/0.9, mAcc and size buckets as extras, and
     the class-level average when ``category_map`` names the official merge table."""
     table = read_category_map(category_map) if category_map else None
-    loaded = load(data_path, image_root)
     errors = list(loaded.errors)
-    ious, missing, unreadable = _ious(loaded, predictions, Space(coords), ImageSizes(root_of(data_path, image_root)),
-                                      sizing, errors)
+    ious, missing, unreadable = _ious(loaded, predictions, coords, ImageSizes(root), sizing, errors)
     hits, totals, per_split = _per_split(loaded.records, ious)
     out = result(hits, totals, missing, errors)
     # the official figure of each split, rounded once; the mean over splits is migrl's (no official one)

@@ -123,7 +123,9 @@ def scan(data_path: str | Path, image_root: str | Path | None = None) -> Scan:
 
 def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadReport:
     """The released ReVOS-grounding JSON; ids are 0-based positions; frames are listed from ``image_root``."""
-    return scan(data_path, image_root).report
+    found = scan(data_path, image_root)
+    found.report.source = found
+    return found.report
 
 
 REVOS_DETAIL = ("UniVG-R1 revos_evaluation eval.py + merge.py: Acc@0.5 (IoU with + 1e-6, >= 0.5) on the third "
@@ -131,17 +133,16 @@ REVOS_DETAIL = ("UniVG-R1 revos_evaluation eval.py + merge.py: Acc@0.5 (IoU with
 
 
 def score(
-    data_path: str | Path,
+    loaded: LoadReport,
     predictions: dict[str, str],
-    coords: Space | str = Space.QWEN2,
-    image_root: str | Path | None = None,
+    coords: Space,
+    root: Path,
     sizing: ImageSizing | None = None,
 ) -> dict[str, Any]:
     """Acc@0.5 on the third frame; a missing prediction, a bad item or any failure counts as wrong."""
-    found = scan(data_path, image_root)
-    root = root_of(data_path, image_root)
-    out = score_scan(found, predictions, Space(coords), root, sizing, integer_gt=True, check_images=True)
+    found: Scan = loaded.source
+    out = score_scan(found, predictions, coords, root, sizing, integer_gt=True, check_images=True)
     if found.notes:
         out["warnings"] = found.notes
-    out["protocol"] = protocol("official", official_detail(Space(coords), REVOS_DETAIL), *denominator(out))
+    out["protocol"] = protocol("official", official_detail(coords, REVOS_DETAIL), *denominator(out))
     return out

@@ -31,9 +31,7 @@ from migrl.images import TINY_SIZING, ImageSizing
 from migrl.jsonl import write_jsonl_atomic
 from migrl.records import GroundTruthBox, Record
 
-ID_TASKS = ("common_object", "diff", "region", "refer_grounding")
-OOD_TASKS = ("group_grounding", "correspondence", "object_tracking", "multi_view", "reasoning", "view_diff")
-TASKS = ID_TASKS + OOD_TASKS
+from migrl.tasks import ID_TASKS, OOD_TASKS, TASKS  # noqa: F401  (the world's tasks are MIG-Bench's)
 # Training-only sources, never in a test split: plain grounding ("locate the X in image k"), the world's
 # counterpart of the single-image sources (RefCOCO, ODinW, V3Det) in the paper's cold-start mix.
 TRAINING_SOURCES = ("grounding",)

@@ -15,21 +15,23 @@ from typing import Any
 
 from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace
 from migrl.bad_records import OptionError
-from migrl.boxes import PredictedBox, Space
+from migrl.benchmarks import Benchmark, get
+from migrl.benchmarks.base import root_of
+from migrl.boxes import Space
 from migrl.images import ImageError, ImageSizing, resolve_image_path
 from migrl.jsonl import write_text_atomic
-from migrl.records import LoadReport, Record, data_root, load_records
-from migrl.report.paper import MIG_BENCH, paper_rows
+from migrl.records import LoadReport, Record, load_records
+from migrl.report.paper import paper_rows
 from migrl.report.pictures import (
     BoxReader,
     draw_item,
-    first_box,
     load_images,
     place_every_box,
     place_prediction,
     save_png_atomic,
 )
 from migrl.report.render import Item, Table, to_html, to_markdown
+from migrl.scoring.judge import first_box
 from migrl.scoring.predictions import read_predictions
 
 PICTURES = "pictures"
@@ -74,25 +76,7 @@ def _task_order(runs: list[Run], domains: dict[str, str]) -> list[str]:
     return sorted(tasks, key=lambda t: (domains.get(t) != "id", t))  # in-domain first, as the averages
 
 
-SCORE_TITLES = {
-    "world": "Scores per task (Acc@0.5, %)",
-    "mc-bench": "AP50 per prompt style (%, eval_mc_bench.py; each style's pairs scored alone; counts: true positives / GT boxes)",
-    "ref-l4": "Scores per split (Acc@0.5 with IoU > 0.5, %)",
-    "blink": "Accuracy per subtask (%, rule-only)",
-    "mmiu": "Accuracy per task (%, rule-only)",
-}
-# Benchmarks whose answers hold several boxes, each scored (detections): their pictures draw every one.
-EVERY_BOX = ("mc-bench",)
-# Figures of ours with no column in the paper, shown beside its columns with a label that says what they are.
-EXTRA_COLUMNS = {"mc-bench": [("ap50_bugs_fixed", "AP50, 2 bugs fixed")]}
-EXTRA_NOTES = {
-    "mmiu": "Only Sem and Spa compare with the paper: its Table 8 prints the task names in another order than its values.",
-    "mc-bench": "AP50 is the official eval_mc_bench.py figure; 'AP50, 2 bugs fixed' is migrl's with annotation "
-                "id 0 able to match and every pair's group re-mapping kept (the official keeps only the last).",
-}
-
-
-def score_table(runs: list[Run], domains: dict[str, str], benchmark: str = "world") -> Table:
+def score_table(runs: list[Run], domains: dict[str, str], entry: Benchmark) -> Table:
     """Acc@0.5 per task per run (hits / items), then the ID / OOD / overall means over tasks."""
     rows = []
     for task in _task_order(runs, domains):
@@ -103,11 +87,11 @@ def score_table(runs: list[Run], domains: dict[str, str], benchmark: str = "worl
             cells.append(_number(value) + (f" ({count[0]}/{count[1]})" if value is not None and count else ""))
         rows.append(cells)
     # the ID / OOD means exist for MIG-Bench's split (and the world's); elsewhere "id_avg" is just the mean
-    for key, name in AVERAGES if benchmark in ("world", MIG_BENCH) else AVERAGES[-1:]:
+    for key, name in AVERAGES if entry.id_ood_split else AVERAGES[-1:]:
         rows.append([name, ""] + [_number(run.scores.get(key)) for run in runs])
     if any(run.scores.get("class_avg") for run in runs):  # Ref-L4 scored with its category table
         rows.append(["class average", ""] + [_number((run.scores.get("class_avg") or {}).get("acc50")) for run in runs])
-    return Table(SCORE_TITLES.get(benchmark, SCORE_TITLES["world"]), ["task", "domain"] + [r.label for r in runs], rows,
+    return Table(entry.score_title, ["task", "domain"] + [r.label for r in runs], rows,
                  protocol_note(runs))
 
 
@@ -129,21 +113,17 @@ def _our_value(scores: dict[str, Any], key: str) -> Any:
     return scores.get("tasks", {}).get(key, scores.get(key))
 
 
-def paper_table(runs: list[Run], benchmark: str) -> Table | None:
+def paper_table(runs: list[Run], entry: Benchmark) -> Table | None:
     """The paper's rows for this benchmark with ours under them; None where the paper has no table."""
-    columns, rows = paper_rows(benchmark)
+    columns, rows = paper_rows(entry.name)
     if not columns:
         return None
-    columns = columns + EXTRA_COLUMNS.get(benchmark, [])
+    columns = columns + list(entry.extra_columns)
     keys = [k for k, _ in columns]
     body = [[f"paper: {model}"] + [_number(values.get(k)) for k in keys] for model, values in rows.items()]
     body += [[f"ours: {run.label}" + (" (rule-only)" if run.scores.get("rule_only") else "")]
              + [_number(_our_value(run.scores, k)) for k in keys] for run in runs]
-    note = "The paper's figures as printed (tables named in migrl/report/paper.py)."
-    if benchmark == MIG_BENCH:
-        note = "Paper: Table 2 (per task, AVG) and Table 3 (in-domain / out-of-domain)."
-    note = " ".join(filter(None, (note, EXTRA_NOTES.get(benchmark, ""))))
-    return Table("The paper beside ours", ["model"] + [label for _, label in columns], body, note)
+    return Table("The paper beside ours", ["model"] + [label for _, label in columns], body, entry.paper_note)
 
 
 def run_notes(runs: list[Run]) -> list[str]:
@@ -207,45 +187,19 @@ def _readable(path: str, root: Path) -> bool:
         return False
 
 
-def report_records(data: Path, benchmark: str, image_root: Path | None) -> tuple[LoadReport, Path]:
+def report_records(data: Path, entry: Benchmark, image_root: Path | None) -> tuple[LoadReport, Path]:
     """The records the runs answered, and the folder their images are relative to.
 
-    A migrl records JSONL (the world, or a benchmark already converted) is read as such; otherwise the
-    benchmark's official annotation file goes through that benchmark's loader, with the ids its eval and
-    scorer use, so the pictures show the official items.
+    A migrl records JSONL (the world, or a benchmark already converted) is read as such, whichever paper table
+    goes beside it; otherwise the benchmark's own loader reads its official annotation file, with the ids its
+    eval and scorer use, so the pictures show the official items.
     """
-    loaded = load_records(data)
-    if loaded.records or benchmark == "world":
-        return loaded, image_root or data_root(data)
-    if benchmark == MIG_BENCH:
-        from migrl.scoring.migbench import migbench_records
-
-        return LoadReport(records=migbench_records(data)), image_root or data_root(data)
-    from migrl.benchmarks import BENCHMARKS
-    from migrl.benchmarks.base import root_of
-
-    if benchmark not in BENCHMARKS:
-        return loaded, image_root or data_root(data)
-    return BENCHMARKS[benchmark].load(data, image_root), root_of(data, image_root)
-
-
-def box_reader(benchmark: str, coords: Space) -> BoxReader:
-    """MIG-Bench's official rule (eval/utils.py extract_bbox on the <answer> part, first box, no image
-    check) where it is what the scorer applies; migrl's parser everywhere else."""
-    if benchmark != MIG_BENCH or coords not in (Space.QWEN2, Space.NORMALIZED):
-        return first_box
-    from migrl.scoring.migbench import answer_part, official_extract_bbox
-
-    scale = 1000.0 if coords is Space.QWEN2 else 1.0  # the official box is in [0, 1]; back to the model's space
-
-    def read(text: str) -> PredictedBox | None:
-        found = official_extract_bbox(answer_part(text))
-        if not found:
-            return None
-        box = found[0] if isinstance(found[0], list) else found
-        return PredictedBox(tuple(v * scale for v in box), None, "official")  # type: ignore[arg-type]
-
-    return read
+    root = image_root or root_of(data, None)
+    if data.is_file() and data.suffix == ".jsonl":
+        as_records = load_records(data)
+        if as_records.records:
+            return as_records, root
+    return entry.load(data, image_root), root
 
 
 def runs_answer_space(runs: dict[str, Path]) -> AnswerSpace:
@@ -287,18 +241,19 @@ def write_report(
         stored = runs_answer_space(runs)
         coords, sizing = stored.coords, stored.sizing
     loaded = [load_run(label, Path(folder)) for label, folder in runs.items()]
-    records, root = report_records(Path(data), benchmark, Path(image_root) if image_root else None)
+    entry = get(benchmark)
+    records, root = report_records(Path(data), entry, Path(image_root) if image_root else None)
     domains = {r.task: r.domain for r in records.records}
     chosen = select_records(records.records, loaded, pictures_per_task)
     out = Path(out)
     coords = Space(coords)
     if sizing is None and coords in SPACES_NEEDING_SIZING:
         raise OptionError(f"report: {coords.value} boxes need the models' image setting (sizing)")
-    items = make_pictures(chosen, loaded, root, out, coords, sizing, box_reader(benchmark, coords),
-                          every_box=benchmark in EVERY_BOX)
+    items = make_pictures(chosen, loaded, root, out, coords, sizing, entry.box_reader(coords) or first_box,
+                          every_box=entry.every_box)
     unreadable = sorted({path for r in chosen for path in r.images if not _readable(path, root)})
-    tables = [score_table(loaded, domains, benchmark)]
-    comparison = paper_table(loaded, benchmark)
+    tables = [score_table(loaded, domains, entry)]
+    comparison = paper_table(loaded, entry)
     if comparison is not None:
         tables.append(comparison)
     notes = run_notes(loaded) + [f"records: {e}" for e in records.errors[:20]]

@@ -11,9 +11,10 @@ from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
-from migrl.boxes import ACCURACY_THRESHOLD, Bbox, PredictedBox, Space, clip_box, convert, iou, parse_answer
+from migrl.boxes import Bbox, PredictedBox, Space, clip_box, convert, iou, parse_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.records import Record
+from migrl.scoring.judge import first_box, is_hit
 
 TRUTH, PREDICTION = (0, 190, 0), (230, 0, 0)
 HEIGHT = 192  # every image is scaled to this height: the world's 112 px pictures become legible
@@ -36,7 +37,7 @@ class Prediction:
     more: tuple[tuple[int, Bbox], ...] = ()  # further boxes, (image index, original pixels), drawn as well
 
     def verdict(self) -> str:
-        parts = [f"IoU {self.iou:.2f} ({'hit' if self.iou >= ACCURACY_THRESHOLD else 'miss'})"] if self.iou is not None else []
+        parts = [f"IoU {self.iou:.2f} ({'hit' if is_hit(self.iou) else 'miss'})"] if self.iou is not None else []
         return ", ".join(parts + ([self.note] if self.note else []))
 
 
@@ -65,10 +66,6 @@ def truth_boxes(record: Record, images: list[Image.Image | None], sizing: ImageS
 # a benchmark whose official rule reads boxes otherwise (MIG-Bench) passes its own, so that the picture
 # shows the box that was scored.
 BoxReader = Callable[[str], "PredictedBox | None"]
-
-
-def first_box(text: str) -> PredictedBox | None:
-    return parse_answer(text).first_box
 
 
 def place_prediction(

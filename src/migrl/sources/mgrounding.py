@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 from migrl.boxes import Space
 from migrl.records import RecordError
-from migrl.scoring.migbench import ID_TASKS
+from migrl.tasks import ID_TASKS
 from migrl.sources.convert import SourceError, SourceReport, build_record, image_path, read_json
 
 # Subset folder (confirmed by the README's tree) -> migrl task (MIG-Bench's task names where one exists).

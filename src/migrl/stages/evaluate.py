@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from migrl.answer_space import answer_space_of
+from migrl.benchmarks import get
 from migrl.bad_records import BadRecords
-from migrl.boxes import Space
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.engines.remote import RemoteConfig, connect, served_model_stub
 from migrl.generation import Generation, request_for, shard_result
 from migrl.images import ImageSizing
 from migrl.jsonl import write_json_atomic
-from migrl.records import Record, data_root, load_records, require_file
+from migrl.records import LoadReport, Record, data_root, require_file
 from migrl.run_identity import generator_identity, input_fingerprint
-from migrl.scoring.grounding import score_records
 from migrl.shards import Shard, generate_sharded, rank_device
 
 
@@ -45,7 +44,7 @@ class EvalConfig:
     cot: bool = True  # append the paper's think/answer instruction
     limit_per_task: int = 0  # 0 = every record
     chunk: int = 64  # records whose images are loaded at once
-    benchmark: str = "records"  # records (a migrl JSONL, e.g. the world), mig-bench, or a migrl.benchmarks name
+    benchmark: str = "records"  # a migrl.benchmarks name: records (a migrl JSONL, e.g. the world), mig-bench, ...
     image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
     category_map: str | None = None  # Ref-L4: the official evaluation.py (its merge table), for the class average
     subset: str = "paper"  # which items and tasks the figure covers (migrl.benchmarks.SUBSETS); the paper's by default
@@ -54,38 +53,11 @@ class EvalConfig:
     remote: RemoteConfig | None = None  # generate with served models (the model folder gives processor and config)
 
 
-def load_items(cfg: EvalConfig) -> tuple[list[Record], BadRecords, Path]:
-    """The records to run, the bad ones, and the folder their image paths are relative to."""
-    if cfg.benchmark == "records":
-        loaded = load_records(cfg.data, strict=cfg.strict)
-        root = Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
-        return loaded.records, BadRecords.from_load(loaded, cfg.data, cfg.strict), root
+def load_items(cfg: EvalConfig) -> tuple[LoadReport, BadRecords, Path]:
+    """What the benchmark's loader read, its bad records, and the folder image paths are relative to."""
+    loaded = get(cfg.benchmark).load_subset(cfg.data, cfg.image_root, cfg.subset)
     root = Path(cfg.image_root) if cfg.image_root else data_root(cfg.data)
-    if cfg.benchmark == "mig-bench":
-        from migrl.scoring.migbench import migbench_records
-
-        return migbench_records(cfg.data), BadRecords(cfg.data, cfg.strict), root
-    from migrl.benchmarks import BENCHMARKS, load_benchmark
-
-    if cfg.benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {cfg.benchmark!r}; expected records, mig-bench or one of {sorted(BENCHMARKS)}")
-    loaded = load_benchmark(cfg.benchmark, cfg.data, cfg.image_root, cfg.subset)
-    return loaded.records, BadRecords.from_load(loaded, cfg.data, cfg.strict), root
-
-
-def score_items(cfg: EvalConfig, records: list[Record], predictions: dict[str, str], root: Path,
-                sizing: ImageSizing) -> dict[str, Any]:
-    """Each benchmark by its own protocol; the world (and any records file) by Acc@0.5 per task."""
-    if cfg.benchmark == "records":
-        return score_records(records, predictions, root, cfg.coords, sizing)
-    if cfg.benchmark == "mig-bench":
-        from migrl.scoring.migbench import score_migbench
-
-        return score_migbench(cfg.data, predictions, cfg.coords, root, sizing)
-    from migrl.benchmarks import score_benchmark
-
-    return score_benchmark(cfg.benchmark, cfg.data, predictions, Space(cfg.coords), root, sizing, cfg.category_map,
-                           subset=cfg.subset)
+    return loaded, BadRecords.from_load(loaded, cfg.data, cfg.strict), root
 
 
 def select(records: list[Record], limit_per_task: int) -> list[Record]:
@@ -105,23 +77,20 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
 
     require_file(cfg.data, "--data")  # before any model loads: a typo should cost a second, not a minute
     resolve_model_path(cfg.model)
-    from migrl.benchmarks import subset_kwargs
-
-    subset_kwargs(cfg.benchmark, cfg.subset)  # an unknown subset stops here, before any model loads
+    entry = get(cfg.benchmark)
+    entry.subset_kwargs(cfg.subset)  # an unknown subset stops here, before any model loads
+    if cfg.category_map:
+        entry.check_category_map(cfg.category_map)
     processor = processor or load_processor(cfg.model)
     if model is None:
         model = load_model(cfg.model, device=rank_device()) if cfg.remote is None else served_model_stub(cfg.model)
     sizing = ImageSizing.from_processor(processor)
     space = answer_space_of(cfg.model, cfg.coords, sizing)
     cfg = replace(cfg, coords=space.coords.value)
-    if cfg.category_map:
-        from migrl.benchmarks import check_category_map
-
-        check_category_map(cfg.benchmark, cfg.category_map)
     loaded, bad, root = load_items(cfg)
-    records = select(loaded, cfg.limit_per_task)
+    records = select(loaded.records, cfg.limit_per_task)
     n_load_errors = len(bad)  # their ids may be good records' (a duplicate id): not to be unscored
-    runnable = bad.usable(records, root, check_boxes=cfg.benchmark == "records", sizing=sizing,
+    runnable = bad.usable(records, root, check_boxes=entry.checks_boxes, sizing=sizing,
                           max_image_tokens=context_left(model, cfg.max_new_tokens))
     out = Path(cfg.out)
     engine = HFEngine(model, processor, batch_size=cfg.batch_size) if cfg.remote is None else connect(cfg.remote, sizing, processor)
@@ -136,8 +105,9 @@ def evaluate(cfg: EvalConfig, model: Any = None, processor: Any = None) -> dict[
     generation.take_reports(run.errors)
     predictions = {rid: row["text"] for rid, row in run.log.rows.items()}
     unscored = {b.record for b in bad.items[n_load_errors:]}
-    scored = records if cfg.benchmark != "records" else [r for r in records if r.id not in unscored]
-    scores = score_items(cfg, scored, predictions, root, sizing)
+    if not entry.keeps_denominator:  # migrl records: a record that could not run is left out of the scores
+        loaded = replace(loaded, records=[r for r in records if r.id not in unscored])
+    scores = entry.score_loaded(loaded, predictions, space.coords, root, sizing, cfg.subset, cfg.category_map)
     generation.list_unanswered(runnable)  # after scoring: an unanswered item counts as wrong
     scores["answer_space"] = space.to_dict()  # how report and score read these answers again
     scores["record_errors"] = [str(b) for b in bad.items]

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from migrl.boxes import ACCURACY_THRESHOLD, Space, convert, iou, parse_answer
+from migrl.boxes import Space, iou
 from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
 from migrl.engines.base import Request, SamplingParams
 from migrl.engines.hf import HFEngine
@@ -30,6 +30,7 @@ from migrl.images import MERGE_SIZE, TINY_SIZING, ImageSizing
 from migrl.models.tiny import build_tiny_model
 from migrl.models.loading import load_model, load_processor
 from migrl.prompts import assistant_message
+from migrl.scoring.judge import is_hit, target_box
 
 IGNORE = -100
 
@@ -206,11 +207,8 @@ def _turn_correct(ex: Example, text: str, sizing: ImageSizing) -> bool:
     turn = ex.turns[0]
     if turn.box is None:
         return text.strip() == turn.answer
-    box = parse_answer(text).first_box
-    if box is None or box.image_index not in (None, turn.image_index):
-        return False
-    size = ex.images[turn.image_index].size
-    return iou(convert(box.bbox, Space.QWEN25, Space.PIXELS, size, sizing), turn.box) >= ACCURACY_THRESHOLD
+    box = target_box(text, turn.image_index, Space.QWEN25, Space.PIXELS, lambda i: ex.images[i].size, sizing)
+    return box is not None and is_hit(iou(box, turn.box))
 
 
 def _optimizer(model: Any, probe: VisionProbe, cfg: PretrainConfig) -> torch.optim.Optimizer:

@@ -35,8 +35,8 @@ from migrl.generation import shard_result
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
 from migrl.records import Record, data_root, load_records
-from migrl.rewards import ACCURACY_THRESHOLD
 from migrl.run_identity import input_fingerprint
+from migrl.scoring.judge import is_hit, place
 from migrl.shards import Shard, generate_sharded
 
 
@@ -75,17 +75,16 @@ class Judged:
 
 def judge(text: str, record: Record, sizes: list[tuple[int, int]], coords: Space, sizing: ImageSizing) -> Judged:
     """IoU of a teacher answer against the ground truth, in pixels of the image the answer names."""
-    parsed = parse_answer(text)
-    box, gt = parsed.first_box, record.target
-    if box is None or gt is None:
-        return Judged(text, 0.0, parsed.format_ok, None, None)
-    index = gt.image_index if box.image_index is None else box.image_index
-    if not 0 <= index < len(sizes):
-        return Judged(text, 0.0, parsed.format_ok, index, None)
-    pixels = convert(box.bbox, coords, Space.PIXELS, sizes[index], sizing)
+    gt = record.target
+    format_ok = parse_answer(text).format_ok
+    if gt is None:
+        return Judged(text, 0.0, format_ok, None, None)
+    placed = place(text, gt.image_index, len(sizes), coords, Space.PIXELS, sizes.__getitem__, sizing)
+    if placed.bbox is None:
+        return Judged(text, 0.0, format_ok, placed.image_index, None)
     truth = convert(gt.bbox, gt.space, Space.PIXELS, sizes[gt.image_index], sizing)
-    score = iou(pixels, truth) if index == gt.image_index else 0.0
-    return Judged(text, score, parsed.format_ok, index, pixels)
+    score = iou(placed.bbox, truth) if placed.image_index == gt.image_index else 0.0
+    return Judged(text, score, format_ok, placed.image_index, placed.bbox)
 
 
 def in_student_space(j: Judged, size: tuple[int, int], space: Space, sizing: ImageSizing) -> str:
@@ -115,7 +114,7 @@ def decide(record: Record, row: dict[str, Any], sizes: list[tuple[int, int]], te
     if row.get("error"):
         return "teacher_error", []
     judged = [judge(t, record, sizes, teacher_coords, teacher_sizing) for t in row["responses"]]
-    if not judged or any(j.iou < ACCURACY_THRESHOLD for j in judged):
+    if not judged or not all(is_hit(j.iou) for j in judged):
         return "inconsistent", []
     chosen = pick(judged, keep)
     if not chosen:

@@ -21,15 +21,16 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from migrl.boxes import ACCURACY_THRESHOLD, ANSWER_CLOSE, ANSWER_OPEN, Space, convert, parse_answer
-from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
-from migrl.records import GroundTruthBox, Record
+from migrl.benchmarks.base import protocol
+from migrl.boxes import PredictedBox, Space, answer_part
+from migrl.images import ImageSizes, ImageSizing
+from migrl.records import GroundTruthBox, LoadReport, Record
+from migrl.scoring.judge import is_hit, tally, target_box
 from migrl.scoring.summary import summarize
+from migrl.tasks import ID_TASKS
 
-ID_TASKS = ("diff", "common_object", "region", "refer_grounding")
-OOD_TASKS = ("object_tracking", "multi_view", "group_grounding", "reasoning", "correspondence", "view_diff")
 
 # eval/utils.py extract_bbox, in its order.
 _OFFICIAL_PATTERNS = tuple(
@@ -108,15 +109,6 @@ def official_iou(gt: list[float], pred: list) -> float:
         return 0.0
 
 
-def answer_part(text: str) -> str:
-    """The documented extension: the content of ``<answer>...</answer>`` when the text has one."""
-    start = text.find(ANSWER_OPEN)
-    if start < 0:
-        return text
-    end = text.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
-    return text[start + len(ANSWER_OPEN) : end] if end >= 0 else text
-
-
 _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3, "fifth": 4, "sixth": 5}
 
 
@@ -156,81 +148,84 @@ def _warn_malformed(path: str | Path, records: list[dict[str, Any]]) -> None:
 
 
 
-def predicted_box(text: str, record: dict[str, Any], coords: Space, image_root: Path | None, sizing: ImageSizing) -> list:
+def predicted_box(text: str, record: Record, coords: Space, sizes: ImageSizes | None, sizing: ImageSizing | None) -> list:
     """The box to score, in [0, 1] of the target image, following the official rule where it applies."""
     part = answer_part(text)
     if coords in (Space.QWEN2, Space.NORMALIZED):
         return official_scored_box(part)
-    box = parse_answer(part).first_box
-    if box is None:
-        return []
-    if image_root is None:
+    if sizes is None:
         raise ValueError(f"--coords {coords.value} needs the image sizes: pass the MIG-Bench image folder")
-    index = box.image_index if box.image_index is not None else target_image(record)
-    if not 0 <= index < len(record["images"]):
-        return []
-    size = image_size(resolve_image_path(record["images"][index], image_root))
-    if index != target_image(record):
-        return []  # a box on another image cannot match
-    return list(convert(box.bbox, coords, Space.NORMALIZED, size, sizing))
+    gt = record.boxes[0]
+    box = target_box(part, gt.image_index, coords, Space.NORMALIZED, lambda i: sizes(record.images[i]), sizing)
+    return [] if box is None else list(box)
 
 
-def score_migbench(
-    data_path: str | Path,
-    predictions: dict[str, str],
-    coords: Space | str = Space.QWEN2,
-    image_root: str | Path | None = None,
-    sizing: ImageSizing | None = None,
-) -> dict[str, Any]:
-    """Acc@0.5 per task; a record without a prediction counts as wrong. Record id = position in file."""
-    coords = Space(coords)
-    records = load_migbench(data_path)
-    root = Path(image_root) if image_root is not None else None
-    hits: dict[str, int] = {}
-    totals: dict[str, int] = {}
-    errors: list[str] = []
-    for i, record in enumerate(records):
-        task = record["task"]
-        totals[task] = totals.get(task, 0) + 1
-        text = predictions.get(str(i))
-        if text is None:
-            continue
-        try:
-            pred = predicted_box(text, record, coords, root, sizing)
-        except ImageError as exc:
-            errors.append(f"record {i}: {exc}")
-            continue
-        if official_iou(record["answer"], pred) >= ACCURACY_THRESHOLD:
-            hits[task] = hits.get(task, 0) + 1
-    result = summarize(hits, totals, ID_TASKS)
-    result["missing_predictions"] = sum(1 for i in range(len(records)) if str(i) not in predictions)
-    if errors:
-        result["errors"] = errors
-    from migrl.benchmarks.base import protocol  # here: the benchmarks package imports this module
+def official_reader(coords: Space) -> Callable[[str], PredictedBox | None] | None:
+    """The box the scorer reads, for the report's pictures: eval/utils.py's on the <answer> part (first box, no
+    image check) where the official rule applies, else None (migrl's reading)."""
+    if coords not in (Space.QWEN2, Space.NORMALIZED):
+        return None
+    scale = 1000.0 if coords is Space.QWEN2 else 1.0  # the official box is in [0, 1]; back to the model's space
 
-    inverted = [i for i, r in enumerate(records) if r["answer"][2] < r["answer"][0] or r["answer"][3] < r["answer"][1]]
-    result["zero_for_bad_input_items"] = [
-        {"record": str(i), "field": "answer", "reason": f"inverted ground-truth box {records[i]['answer']}: the official rule scores it 0"}
-        for i in inverted]
-    result["protocol"] = protocol(
-        "official", "Migician eval/utils.py: Acc@0.5 per task, mean of the 10 tasks; only the <answer> part is read "
-        "when there is one (migrl's documented extension); object_tracking on the 550 released items (the paper's "
-        "figures are of 440)", len(records), len(inverted) + len(errors))
-    return result
+    def read(text: str) -> PredictedBox | None:
+        found = official_extract_bbox(answer_part(text))
+        if not found:
+            return None
+        box = found[0] if isinstance(found[0], list) else found
+        return PredictedBox(tuple(v * scale for v in box), None, "official")  # type: ignore[arg-type]
+
+    return read
 
 
-def migbench_records(path: str | Path) -> list[Record]:
-    """MIG-Bench items as migrl records, for ``migrl eval --benchmark mig-bench``.
+def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadReport:
+    """MIG-Bench items as migrl records (``migrl eval --benchmark mig-bench``).
 
     The id is the 0-based position (the file has none); the box is the normalized ground truth on the
     target image. Records are built directly, not validated: the released file has inverted boxes that
     the official rule scores 0, and they must stay in the denominator.
     """
-    out = []
-    for i, r in enumerate(load_migbench(path)):
+    out = LoadReport()
+    for i, r in enumerate(load_migbench(data_path)):
         box = GroundTruthBox(target_image(r), tuple(float(v) for v in r["answer"]), Space.NORMALIZED.value)
-        out.append(Record(
+        out.records.append(Record(
             id=str(i), task=r["task"], images=tuple(r["images"]), question=r["question"], boxes=(box,),
             split="test", domain="id" if r["task"] in ID_TASKS else "ood", source="mig-bench",
         ))
     return out
+
+
+def _inverted(bbox: tuple[float, ...]) -> bool:
+    return bbox[2] < bbox[0] or bbox[3] < bbox[1]
+
+
+def score(
+    loaded: LoadReport,
+    predictions: dict[str, str],
+    coords: Space,
+    root: Path | None = None,
+    sizing: ImageSizing | None = None,
+) -> dict[str, Any]:
+    """Acc@0.5 per task; a record without a prediction counts as wrong. Record id = position in file."""
+    sizes = ImageSizes(root) if root is not None else None
+    hits: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    errors: list[str] = []
+    missing = 0
+    for record in loaded.records:
+        def judge(text: str, r: Record = record) -> bool:
+            return is_hit(official_iou(list(r.boxes[0].bbox), predicted_box(text, r, coords, sizes, sizing)))
+
+        missing += tally(record, predictions, judge, hits, totals, errors)
+    result = summarize(hits, totals, ID_TASKS)
+    result["missing_predictions"] = missing
+    if errors:
+        result["errors"] = errors
+    inverted = [r for r in loaded.records if _inverted(r.boxes[0].bbox)]
+    result["zero_for_bad_input_items"] = [
+        {"record": r.id, "field": "answer", "reason": f"inverted ground-truth box {list(r.boxes[0].bbox)}: the official rule scores it 0"}
+        for r in inverted]
+    result["protocol"] = protocol(
+        "official", "Migician eval/utils.py: Acc@0.5 per task, mean of the 10 tasks; only the <answer> part is read "
+        "when there is one (migrl's documented extension); object_tracking on the 550 released items (the paper's "
+        "figures are of 440)", len(loaded.records), len(inverted) + len(errors))
+    return result
