@@ -66,3 +66,36 @@ def test_every_exit_code_is_one_enum_and_documented():
     table = readme.split("Exit codes of `migrl`:")[1].split("\n\n")[1]
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
     assert documented == {int(c) for c in ExitCode}
+
+
+@pytest.mark.parametrize("command, cls, given", [
+    ("eval", "EvalConfig", ["--data", "d.jsonl"]),
+    ("reject", "RejectConfig", ["--data", "d.jsonl", "--model", "m"]),
+    ("synthesize", "SynthesizeConfig", ["--data", "d.jsonl"]),
+    ("synthesize", "TeacherConfig", ["--data", "d.jsonl"]),
+    ("score", "ScoreConfig", ["--data", "d", "--predictions", "p", "--benchmark", "records"]),
+    ("pretrain-base", "PretrainConfig", []),
+    ("eval", "RemoteConfig", ["--data", "d.jsonl"]),
+])
+def test_options_are_the_configs_fields_with_their_defaults(command, cls, given):
+    """Each option comes from its config field: parsing nothing but the required ones gives the config's defaults
+    (an option restated by hand with another default, or a field without an option, fails here)."""
+    import dataclasses
+
+    from migrl import configs
+    from migrl.options import from_args
+
+    config = getattr(configs, cls)
+    args = build_parser().parse_args([command, *given])
+    required = {f.name: getattr(args, f.metadata.get("dest") or f.name) for f in dataclasses.fields(config)
+                if f.metadata.get("required")}
+    assert from_args(config, args) == config(**required)
+    options = {a.dest for a in build_parser()._subparsers._group_actions[0].choices[command]._actions}
+    assert {f.metadata.get("dest") or f.name for f in dataclasses.fields(config) if f.metadata.get("cli", True)} <= options
+
+
+def test_one_timeout_for_every_served_engine():
+    parser = build_parser()
+    timeouts = {c: parser.parse_args([c, *a]).timeout for c, a in
+                (("eval", ["--data", "d"]), ("reject", ["--data", "d", "--model", "m"]), ("synthesize", ["--data", "d"]))}
+    assert len(set(timeouts.values())) == 1, timeouts

@@ -11,11 +11,24 @@ from typing import Any
 
 from migrl.bad_records import ExitCode, OptionError, exit_code
 from migrl.benchmarks import NAMES as BENCHMARK_NAMES
+from migrl.configs import (
+    COORDS_HELP,
+    SPACES,
+    STRICT_HELP,
+    EvalConfig,
+    ImageSetting,
+    PretrainConfig,
+    RejectConfig,
+    RemoteConfig,
+    ScoreConfig,
+    SynthesizeConfig,
+    TeacherConfig,
+)
+from migrl.options import add_options, from_args
 from migrl.boxes import Space
 from migrl.records import RecordError
 from migrl.run_identity import StaleRunError
 
-STRICT_HELP = "stop at the first bad record (exit code 4) instead of skipping it (exit code 3)"
 
 
 def _answer_space(args: argparse.Namespace, command: str, coords: str | None = None):
@@ -39,34 +52,17 @@ def cmd_world(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_base(args: argparse.Namespace) -> int:
-    from migrl.stages.pretrain import PretrainConfig, pretrain
+    from migrl.stages.pretrain import pretrain
 
-    cfg = PretrainConfig(out=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    summary = pretrain(cfg)
+    summary = pretrain(from_args(PretrainConfig, args))
     print(json.dumps(summary["final_skills"], indent=2))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from migrl.stages.evaluate import EvalConfig, evaluate
+    from migrl.stages.evaluate import evaluate
 
-    cfg = EvalConfig(
-        model=args.model,
-        data=args.data,
-        out=args.out,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        coords=args.coords,
-        cot=not args.no_cot,
-        limit_per_task=args.limit_per_task,
-        benchmark=args.benchmark,
-        image_root=args.image_root,
-        category_map=args.category_map,
-        subset=args.subset,
-        strict=args.strict,
-        shard=args.shard,
-        remote=remote_config(args),
-    )
+    cfg = from_args(EvalConfig, args, remote=remote_config(args))
     scores = evaluate(cfg)
     if "shard" in scores:  # this shard only generated: the merging run scores
         print(json.dumps(scores))
@@ -76,10 +72,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from migrl.stages.score import ScoreConfig, check, protocol_line, score
+    from migrl.stages.score import check, protocol_line, score
 
-    cfg = ScoreConfig(args.data, args.predictions, args.benchmark, args.out, args.image_root, args.category_map,
-                      args.subset, args.strict)
+    cfg = from_args(ScoreConfig, args)
     check(cfg)
     space = _answer_space(args, "migrl score")  # before reading anything: a missing setting is the user's to give
     scored = score(cfg, space)
@@ -135,15 +130,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from migrl.images import ImageSizing
     from migrl.records import require_file
-    from migrl.stages.synthesize import SynthesizeConfig, synthesize
+    from migrl.stages.synthesize import synthesize
 
     require_file(args.data, "--data")
     student = _answer_space(args, "migrl synthesize", args.student_coords)  # checked before the teacher starts
-
-    cfg = SynthesizeConfig(
-        data=args.data, out=args.out, k=args.k, keep=args.keep,
-        tasks=tuple(args.tasks.split(",")) if args.tasks else (), limit=args.limit, strict=args.strict, shard=args.shard,
-    )
+    cfg = from_args(SynthesizeConfig, args)
     teacher_sizing = ImageSizing(args.teacher_min_pixels, args.teacher_max_pixels)
     if args.teacher == "scripted":
         from migrl.engines.scripted import ScriptedTeacher
@@ -166,13 +157,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    from migrl.stages.reject import RejectConfig, reject
+    from migrl.stages.reject import reject
 
-    cfg = RejectConfig(
-        model=args.model, data=args.data, out=args.out, k=args.k, temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, coords=args.coords, strict=args.strict,
-        shard=args.shard, remote=remote_config(args),
-    )
+    cfg = from_args(RejectConfig, args, remote=remote_config(args))
     stats = reject(cfg)
     if "shard" in stats:
         print(json.dumps(stats))
@@ -203,39 +190,19 @@ def cmd_serve_flags(args: argparse.Namespace) -> int:
     return 0
 
 
-SHARD_HELP = ("INDEX/COUNT, e.g. 0/4: generate only that share of the items into its own log (one job of several); "
-              "the same command without --shard merges the shard logs. Under torchrun / accelerate launch the ranks "
-              "share the items by themselves and rank 0 merges")
-SERVER_FIELDS_HELP = ("leave vLLM's top_k / min_p / repetition_penalty out of each request (for a hosted API that refuses "
-                      "them); by default they are sent, so a server cannot fill them from the model's generation_config.json")
-MISMATCH_HELP = "warn instead of stopping when a server counts other image tokens than training (it resizes differently)"
-
-
 def add_served_options(p: argparse.ArgumentParser) -> None:
     """--engine openai: generate with served copies of --model (vllm serve ...; `migrl serve-flags`)."""
     p.add_argument("--engine", default="hf", choices=["hf", "openai"],
                    help="hf: the model folder, here; openai: the same model behind OpenAI-compatible servers (--base-url)")
-    p.add_argument("--base-url", action="append", default=None,
-                   help="a server of the model, e.g. http://127.0.0.1:8000/v1; repeat for several (items are spread over them)")
-    p.add_argument("--served-model", default="", help="the name the servers serve the model under (default: --model)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    p.add_argument("--concurrency", type=int, default=16, help="requests in flight per server")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request attempt")
-    p.add_argument("--allow-image-token-mismatch", action="store_true", help=MISMATCH_HELP)
-    p.add_argument("--no-server-sampling-fields", action="store_true", help=SERVER_FIELDS_HELP)
+    add_options(p, RemoteConfig)
 
 
 def remote_config(args: argparse.Namespace):
     if args.engine != "openai":
         return None
-    from migrl.engines.remote import RemoteConfig
-
-    if not args.base_url:
+    if not args.base_urls:
         raise SystemExit("--engine openai needs --base-url (one per server)")
-    return RemoteConfig(tuple(args.base_url), args.served_model or str(args.model), api_key_env=args.api_key_env,
-                        concurrency=args.concurrency, timeout=args.timeout,
-                        allow_image_token_mismatch=args.allow_image_token_mismatch,
-                        server_sampling_fields=not args.no_server_sampling_fields)
+    return from_args(RemoteConfig, args, model=args.served_model or str(args.model))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -270,18 +237,12 @@ def _demo_default(field: str) -> object:
     return getattr(DemoConfig, field)
 
 
-COORDS_HELP = "space of the model's numbers (default: the model folder's family decides: qwen2_5_vl -> qwen25, qwen2_vl -> qwen2)"
-SUBSET_HELP = ("which items and tasks the figure covers: paper (default: the set the paper reports) or a wider one "
-               "-- mc-bench: all (every pair); odinw: all (every subset in the mean); mmiu: types (every task of the "
-               "paper's four relation types), all; blink: all (the 14 subtasks)")
-CATEGORY_MAP_HELP = "Ref-L4: the official ref_l4/evaluation.py (its refcoco->o365 table) or a JSON of it; adds the class-level average"
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Each option's default after its help, unless there is none to show or the help already says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+        flag = action.nargs == 0  # --strict, --no-cot: the flag's presence is the value, no default to show
+        if flag or action.default in (None, "", ()) or action.default == argparse.SUPPRESS or "default" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action)
 
@@ -298,7 +259,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
-        if "help" not in kwargs and kwargs.get("default") not in (None, False):
+        if "help" not in kwargs and kwargs.get("default") is not None and kwargs.get("action") not in ("store_true", "store_false"):
             kwargs["help"] = "(default: %(default)s)"  # argparse shows no default for an option without help
         return super().add_argument(*args, **kwargs)
 
@@ -317,46 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--tasks", default="", help="comma-separated subset of tasks")
     w.set_defaults(func=cmd_world)
 
-    b = sub.add_parser("pretrain-base", help="pretrain the tiny base model from scratch (~30 min on 2 cores)")
-    b.add_argument("--out", "--output_dir", default="runs/tiny-base")
-    b.add_argument("--steps", type=int, default=2200)
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--lr", type=float, default=1e-3)
-    b.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("pretrain-base", help="pretrain the tiny base model from scratch (~30 min on 2 cores; resumable)")
+    add_options(b, PretrainConfig)
     b.set_defaults(func=cmd_pretrain_base)
 
     e = sub.add_parser("eval", help="generate answers for a records file or a benchmark and score them (resumable)")
-    e.add_argument("--model", "--model_name_or_path", default=None, help="model folder (default: the shipped tiny base)")
-    e.add_argument("--data", required=True, help="records JSONL, or the benchmark's official annotation file")
-    e.add_argument("--benchmark", default="records", choices=BENCHMARK_NAMES,
-                   help="how to read --data and score (default: migrl records, Acc@0.5 per task)")
-    e.add_argument("--image-root", default=None, help="folder the data's image paths are relative to")
-    e.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
-    e.add_argument("--subset", default="paper", help=SUBSET_HELP)
-    e.add_argument("--out", "--output_dir", default="runs/eval")
-    e.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
-    e.add_argument("--max-new-tokens", type=int, default=192)
-    e.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
-    e.add_argument("--no-cot", action="store_true", help="ask for the answer only, without think/answer tags")
-    e.add_argument("--limit-per-task", type=int, default=0)
-    e.add_argument("--strict", action="store_true", help=STRICT_HELP)
-    e.add_argument("--shard", default=None, help=SHARD_HELP)
+    add_options(e, EvalConfig)
     add_served_options(e)
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("score", help="score a predictions JSONL without a model")
-    s.add_argument("--benchmark", required=True, choices=BENCHMARK_NAMES)
-    s.add_argument("--data", required=True, help="the benchmark's official annotation file (MIG_data.json, ...), or a records JSONL for 'world'")
-    s.add_argument("--predictions", required=True, help='JSONL of {"id": ..., "text": ...}')
-    s.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
-    s.add_argument("--image-root", default=None, help="folder the records' image paths are relative to")
-    s.add_argument("--category-map", default=None, help=CATEGORY_MAP_HELP)
-    s.add_argument("--subset", default="paper", help=SUBSET_HELP)
-    s.add_argument("--model", "--model_name_or_path", default=None, help="the folder of the model that wrote the predictions: its family and image setting")
-    s.add_argument("--min-pixels", type=int, default=0)
-    s.add_argument("--max-pixels", type=int, default=0)
-    s.add_argument("--out", "--output_dir", default=None, help="also write scores.json and bad_records.jsonl into this folder")
-    s.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    add_options(s, ScoreConfig)
+    s.add_argument("--model", "--model_name_or_path", default=None,
+                   help="the folder of the model that wrote the predictions: its family and image setting")
+    s.add_argument("--coords", default=None, choices=SPACES, help=COORDS_HELP)
+    add_options(s, ImageSetting)
     s.set_defaults(func=cmd_score)
 
     rp = sub.add_parser("report", help="Markdown + HTML report: per-task tables, the paper beside ours, box pictures")
@@ -366,10 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", "--output_dir", default="runs/report")
     rp.add_argument("--benchmark", default="world", choices=BENCHMARK_NAMES, help="which paper table to put beside ours")
     rp.add_argument("--pictures-per-task", type=int, default=2)
-    rp.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP + "; default: what eval stored in the runs")
+    rp.add_argument("--coords", default=None, choices=SPACES, help=COORDS_HELP + "; default: what eval stored in the runs")
     rp.add_argument("--model", "--model_name_or_path", default=None, help="the model folder the runs come from (default: the setting eval stored in each run's scores.json)")
-    rp.add_argument("--min-pixels", type=int, default=0)
-    rp.add_argument("--max-pixels", type=int, default=0)
+    add_options(rp, ImageSetting)
     rp.set_defaults(func=cmd_report)
 
     pl = sub.add_parser("plan", help="per-GPU memory plan of the paper's SFT and GRPO for a Qwen2.5-VL size")
@@ -389,58 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_prepare)
 
     y = sub.add_parser("synthesize", help="teacher CoT answers, k per item, kept when all k are right (resumable)")
-    y.add_argument("--data", required=True, help="records JSONL (the training pool)")
-    y.add_argument("--out", "--output_dir", default="runs/synthesize")
-    y.add_argument("--teacher", default="scripted", choices=["scripted", "openai", "hf"])
-    y.add_argument("--k", type=int, default=4, help="answers per item (the paper: 4)")
-    y.add_argument("--keep", default="best", choices=["best", "all"], help="answers kept per kept item")
-    y.add_argument("--tasks", default="", help="comma-separated tasks to use (default: all in the file)")
-    y.add_argument("--limit", type=int, default=0)
-    y.add_argument("--seed", type=int, default=0)
-    y.add_argument("--teacher-coords", default=None, choices=[s.value for s in Space],
-                   help="space of the teacher's boxes (default: --teacher-model's or --teacher-processor's family; "
-                        "else qwen25, the paper's Qwen2.5-VL-72B)")
-    y.add_argument("--teacher-min-pixels", type=int, default=3136, help="the teacher's processor setting")
-    y.add_argument("--teacher-max-pixels", type=int, default=12845056)
-    y.add_argument("--student-coords", default=None, choices=[s.value for s in Space], help="space of the student's targets (default: --model's family)")
+    add_options(y, SynthesizeConfig)
+    add_options(y, TeacherConfig)
+    y.add_argument("--student-coords", default=None, choices=SPACES, help="space of the student's targets (default: --model's family)")
     y.add_argument("--model", "--model_name_or_path", default=None, help="the student model folder: its family and image setting decide the targets' space")
-    y.add_argument("--min-pixels", type=int, default=0)
-    y.add_argument("--max-pixels", type=int, default=0)
-    y.add_argument("--base-url", action="append", default=None,
-                   help="OpenAI-compatible server (teacher openai; default http://127.0.0.1:8000/v1); repeat for several")
-    y.add_argument("--teacher-processor", default=None,
-                   help="a folder with the teacher's processor: the image-token check then counts the whole prompt")
-    y.add_argument("--allow-image-token-mismatch", action="store_true", help=MISMATCH_HELP)
-    y.add_argument("--no-server-sampling-fields", action="store_true", help=SERVER_FIELDS_HELP)
-    y.add_argument("--shard", default=None, help=SHARD_HELP)
-    y.add_argument("--teacher-model", default="", help="model name on the server, or a local folder (teacher hf)")
-    y.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    y.add_argument("--concurrency", type=int, default=16)
-    y.add_argument("--timeout", type=float, default=120.0)
-    y.add_argument("--temperature", type=float, default=0.7)
-    y.add_argument("--max-new-tokens", type=int, default=1024)
-    y.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    add_options(y, ImageSetting)
+    add_options(y, RemoteConfig, skip=("model",), base_urls="an OpenAI-compatible server of the teacher (teacher openai; "
+                "default http://127.0.0.1:8000/v1); repeat for several")
     y.set_defaults(func=cmd_synthesize)
 
     r = sub.add_parser("reject", help="rejection sampling: keep items the SFT model answers sometimes right (resumable)")
-    r.add_argument("--model", "--model_name_or_path", required=True, help="the merged CoT-SFT model folder")
-    r.add_argument("--data", required=True, help="the RL pool (records JSONL)")
-    r.add_argument("--out", "--output_dir", default="runs/reject")
-    r.add_argument("--k", type=int, default=8, help="samples per item")
-    r.add_argument("--temperature", type=float, default=1.0)
-    r.add_argument("--max-new-tokens", type=int, default=1024)
-    r.add_argument("--batch-size", type=int, default=64, help="completions decoded together")
-    r.add_argument("--coords", default=None, choices=[s.value for s in Space], help=COORDS_HELP)
-    r.add_argument("--strict", action="store_true", help=STRICT_HELP)
-    r.add_argument("--shard", default=None, help=SHARD_HELP)
+    add_options(r, RejectConfig)
     add_served_options(r)
     r.set_defaults(func=cmd_reject)
 
     sf = sub.add_parser("serve-flags", help="the `vllm serve` line that resizes images as the model was trained")
     sf.add_argument("--model", "--model_name_or_path", required=True, help="model folder (its min/max pixels), or a served name with --min/--max-pixels")
     sf.add_argument("--max-images", type=int, default=8, help="images per prompt (--limit-mm-per-prompt)")
-    sf.add_argument("--min-pixels", type=int, default=0)
-    sf.add_argument("--max-pixels", type=int, default=0)
+    add_options(sf, ImageSetting)
     sf.set_defaults(func=cmd_serve_flags)
 
     rv = sub.add_parser("revos-from-masks", help="ReVOS-grounding items from the ReVOS masks (six frames, the third grounded)")

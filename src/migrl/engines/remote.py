@@ -11,26 +11,14 @@ image tokens training made (``migrl.engines.serving.check_image_tokens``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Sequence
 
+from migrl.configs import RemoteConfig  # noqa: F401  (defined with the other configs; used here)
 from migrl.engines.base import OnBatch, Request, SamplingParams
 from migrl.engines.openai_compat import Failure, OpenAICompatEngine, OpenAIConfig
 from migrl.engines.serving import check_image_tokens
 from migrl.images import ImageSizing
-
-
-@dataclass
-class RemoteConfig:
-    base_urls: tuple[str, ...]  # one or several servers serving the same model
-    model: str  # the name they serve it under (vLLM: --served-model-name, default the path given to `vllm serve`)
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 16  # requests in flight per server
-    timeout: float = 300.0
-    allow_image_token_mismatch: bool = False  # warn instead of stopping when a server resizes images differently
-    max_images: int = 8  # for the suggested --limit-mm-per-prompt
-    server_sampling_fields: bool = True  # False for a hosted API that refuses vLLM's top_k/min_p/repetition_penalty
 
 
 class BatchAdapter:

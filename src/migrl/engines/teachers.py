@@ -80,9 +80,9 @@ class OpenAITeacher:
         from migrl.engines.serving import check_image_tokens
 
         config = OpenAIConfig(
-            base_url=args.base_url or [DEFAULT_BASE_URL], model=args.teacher_model, api_key_env=args.api_key_env,
+            base_url=list(args.base_urls or [DEFAULT_BASE_URL]), model=args.teacher_model, api_key_env=args.api_key_env,
             concurrency=args.concurrency, timeout=args.timeout,
-            server_sampling_fields=not getattr(args, "no_server_sampling_fields", False),
+            server_sampling_fields=getattr(args, "server_sampling_fields", True),
         )
         engine = OpenAICompatEngine(config)
         processor = None

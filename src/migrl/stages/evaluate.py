@@ -15,42 +15,23 @@ of a local one (``migrl.engines.remote``: `vllm serve`, several servers, image-t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from migrl.configs import EvalConfig
 from migrl.answer_space import answer_space_of
 from migrl.benchmarks import get
 from migrl.bad_records import BadRecords
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
-from migrl.engines.remote import RemoteConfig, connect, served_model_stub
+from migrl.engines.remote import connect, served_model_stub
 from migrl.generation import Generation, request_for, shard_result
 from migrl.images import ImageSizing
 from migrl.jsonl import write_json_atomic
 from migrl.records import LoadReport, Record, data_root, require_file
 from migrl.run_identity import generator_identity, input_fingerprint
 from migrl.shards import Shard, generate_sharded, rank_device
-
-
-@dataclass
-class EvalConfig:
-    model: str | None = None  # model folder; None = the shipped tiny base
-    data: str = ""  # records JSONL
-    out: str = "runs/eval"
-    batch_size: int = 64  # rows decoded together (the engine prefills 16 prompts at a time)
-    max_new_tokens: int = 192
-    coords: str | None = None  # the space the model answers in (None: the model folder's family decides)
-    cot: bool = True  # append the paper's think/answer instruction
-    limit_per_task: int = 0  # 0 = every record
-    chunk: int = 64  # records whose images are loaded at once
-    benchmark: str = "records"  # a migrl.benchmarks name: records (a migrl JSONL, e.g. the world), mig-bench, ...
-    image_root: str | None = None  # folder the benchmark's image paths are relative to (default: the data's)
-    category_map: str | None = None  # Ref-L4: the official evaluation.py (its merge table), for the class average
-    subset: str = "paper"  # which items and tasks the figure covers (migrl.benchmarks.SUBSETS); the paper's by default
-    strict: bool = False  # stop at the first bad record instead of skipping it
-    shard: str | None = None  # "i/n": generate only that share (default: the launcher's rank, or everything)
-    remote: RemoteConfig | None = None  # generate with served models (the model folder gives processor and config)
 
 
 def load_items(cfg: EvalConfig) -> tuple[LoadReport, BadRecords, Path]:

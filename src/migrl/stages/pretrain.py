@@ -14,13 +14,14 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from migrl.configs import PretrainConfig
 from migrl.boxes import Space, iou
 from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
 from migrl.engines.base import Request, SamplingParams
@@ -33,27 +34,6 @@ from migrl.prompts import assistant_message
 from migrl.scoring.judge import is_hit, target_box
 
 IGNORE = -100
-
-
-@dataclass
-class PretrainConfig:
-    out: str = "runs/tiny-base"
-    steps: int = 2200
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    seed: int = 0
-    shape: str = "base"
-    eval_every: int = 300
-    eval_items: int = 32
-    max_minutes: float = 0.0  # stop early when > 0 and time is up (the schedule still assumes `steps`)
-    save_dtype: str = "float16"
-    bf16: bool = True  # autocast matmuls to bfloat16 where the CPU/GPU supports it (master weights stay fp32)
-    vision_lr_mult: float = 1.0  # the random-init vision tower's learning rate relative to the LM's
-    save_every: int = 100  # steps between resumable checkpoints
-    vision_steps: int = 400  # first steps train only the vision tower, through the dense probe
-    probe_weight: float = 0.5  # the probe's loss keeps training the vision tower beside the LM
 
 
 def conversation(ex: Example, upto: int | None = None) -> list[dict[str, Any]]:

@@ -16,16 +16,16 @@ into its own log, merged before the files above are built (``migrl.shards``); ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrl.configs import RejectConfig
 from migrl.answer_space import answer_space_of
 from migrl.bad_records import BadRecords
 from migrl.boxes import Space
 from migrl.engines.base import SamplingParams
 from migrl.engines.hf import HFEngine
-from migrl.engines.remote import RemoteConfig, connect, served_model_stub
+from migrl.engines.remote import connect, served_model_stub
 from migrl.generation import Generation, request_for, shard_result
 from migrl.images import ImageError, ImageSizing, image_size, resolve_image_path
 from migrl.jsonl import AppendLog, write_json_atomic, write_jsonl_atomic
@@ -33,22 +33,6 @@ from migrl.records import Record, data_root, load_records, require_file
 from migrl.rewards import is_correct, target_in_model_space
 from migrl.run_identity import generator_identity, input_fingerprint
 from migrl.shards import Shard, generate_sharded, rank_device
-
-
-@dataclass
-class RejectConfig:
-    model: str | None = None  # the merged SFT model folder
-    data: str = ""  # the RL pool (records JSONL)
-    out: str = "runs/reject"
-    k: int = 8  # samples per item
-    temperature: float = 1.0
-    max_new_tokens: int = 1024
-    batch_size: int = 64  # completions decoded together
-    coords: str | None = None  # the space the model answers in (None: the model folder's family decides)
-    chunk: int = 64  # items whose images are loaded at once
-    strict: bool = False  # stop at the first bad record instead of skipping it
-    shard: str | None = None  # "i/n": sample only that share (default: the launcher's rank, or everything)
-    remote: RemoteConfig | None = None  # sample with served models (the model folder gives processor and config)
 
 
 def verdict(texts: list[str], target: dict[str, Any]) -> str:

@@ -15,23 +15,12 @@ from typing import Any
 
 from migrl.answer_space import AnswerSpace
 from migrl.bad_records import BadRecord, BadRecords
-from migrl.benchmarks import PAPER_SUBSET, get
+from migrl.configs import ScoreConfig
+from migrl.benchmarks import get
 from migrl.benchmarks.base import root_of
 from migrl.jsonl import write_json_atomic
 from migrl.records import require_file
 from migrl.scoring.predictions import read_predictions
-
-
-@dataclass
-class ScoreConfig:
-    data: str  # the benchmark's annotation file (or folder), or a migrl records JSONL
-    predictions: str  # JSONL of {"id", "text"}
-    benchmark: str  # a name of migrl.benchmarks (records / world, mig-bench, mc-bench, ...)
-    out: str | None = None  # where scores.json and bad_records.jsonl go (default: printed only)
-    image_root: str | None = None  # folder the data's image paths are relative to (default: the data's)
-    category_map: str | None = None  # Ref-L4's merge table, for its class-level average
-    subset: str = PAPER_SUBSET  # which items and tasks the figure covers (the paper's by default)
-    strict: bool = False  # stop at the first bad record instead of skipping it
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from migrl.configs import SynthesizeConfig
 from migrl.answer_space import RESPONSE_SPACE, SPACES_NEEDING_SIZING, AnswerSpace
 from migrl.bad_records import BadRecords, OptionError
 from migrl.boxes import ANSWER_CLOSE, ANSWER_OPEN, Space, convert, format_answer, iou, parse_answer
@@ -49,19 +50,6 @@ class Teacher(Protocol):
     def identity(self) -> dict[str, Any]:
         """What decides the answers' text (model, sampling settings): answers.jsonl resumes only the same."""
         ...
-
-
-@dataclass
-class SynthesizeConfig:
-    data: str = ""  # records JSONL (the training pool)
-    out: str = "runs/synthesize"
-    k: int = 4  # answers per item (the paper: 4)
-    keep: str = "best"  # "best": one answer per kept item; "all": every (right, well-formed) answer
-    tasks: tuple[str, ...] = ()  # only these tasks (default: every task in the file)
-    limit: int = 0  # at most this many items (0 = all)
-    retry_failed: bool = True  # a rerun asks again for items whose teacher request failed
-    shard: str | None = None  # "i/n": ask only for that share (default: the launcher's rank, or everything)
-    strict: bool = False  # stop at the first bad record instead of skipping it
 
 
 @dataclass
