@@ -32,7 +32,7 @@ from migrl.engines.serving import check_vllm_rollouts
 from migrl.images import ImageError, ImageSizing, image_size, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import context_left, load_model, load_processor, processor_as_loaded, resolve_model_path
-from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
+from migrl.models.peft import LoraOptions, freeze_vision, lora_config
 from migrl.prompts import user_message
 from migrl.recipe import adapt_to_device
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
@@ -43,17 +43,15 @@ from migrl.training.grpo_sharing import GroupSharingMixin
 
 
 @dataclass
-class GRPOStageConfig(GRPOConfig):
+class GRPOStageConfig(GRPOConfig, LoraOptions):
     """TRL's GRPOConfig plus what the stage needs; recipes are YAML files of these fields."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "start (and reference) model folder: the merged CoT-SFT model"})
     data: str = field(default="", metadata={"help": "RL records JSONL (e.g. the output of migrl reject)"})
     rewards: list[str] = field(default_factory=lambda: ["iou", "format"], metadata={"help": "reward functions by name (migrl.rewards.REWARD_FUNCS); weights in reward_weights"})
-    use_lora: bool = field(default=False, metadata={"help": "LoRA on the language model; false = train the whole language model"})
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: str = LANGUAGE_MODEL_LINEARS
+    # GRPO's LoRA defaults differ from SFT's: the paper trains the whole language model in RL
+    use_lora: bool = field(default=False, metadata={"help": "LoRA on the language model (TRL's use_peft); false = train the whole language model"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
     freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower and the merger"})
     merge: bool = field(default=True, metadata={"help": "with LoRA, merge it into a plain model folder at the end"})
     coords: str | None = field(default=None, metadata={"help": "space the model answers in (default: the model folder's family)"})

@@ -30,7 +30,7 @@ from migrl.boxes import Space, format_answer
 from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, processor_as_loaded, resolve_model_path
-from migrl.models.peft import LANGUAGE_MODEL_LINEARS, freeze_vision, lora_config
+from migrl.models.peft import LoraOptions, freeze_vision, lora_config
 from migrl.prompts import chat_messages
 from migrl.recipe import adapt_to_device
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
@@ -40,17 +40,12 @@ from migrl.training.sft_loss import TrainedPositionsLossMixin
 
 
 @dataclass
-class SFTStageConfig(SFTConfig):
+class SFTStageConfig(SFTConfig, LoraOptions):
     """TRL's SFTConfig plus what the stage needs; recipes are YAML files of these fields."""
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "model folder (default: the shipped tiny base)"})
     data: str = field(default="", metadata={"help": "SFT records JSONL (records with a 'response')"})
     cot: bool = field(default=True, metadata={"help": "train on the chain of thought; false = answer only (plain SFT baseline)"})
-    use_lora: bool = field(default=True, metadata={"help": "LoRA on the language model; false = full fine-tuning"})
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str = LANGUAGE_MODEL_LINEARS
     freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower and the merger (projector)"})
     merge: bool = field(default=True, metadata={"help": "merge the LoRA and save a plain model folder"})
     coords: str | None = field(default=None, metadata={"help": "space of the answers (answer-only baseline; default: the model folder's family)"})
