@@ -32,8 +32,18 @@ def text_reward(completions, **kwargs):
     return [(sum(map(ord, completion_text(c))) % 7) / 7 for c in completions]
 
 
-def make_trainer(cls, data, out, rewards=(iou_reward, format_reward), **kw):
-    processor = load_processor(None)
+# The model of each family the equivalence is held to: the shipped tiny Qwen2.5-VL base, and the released-shaped
+# Qwen3-VL-8B-Instruct folder (tiny random weights, DeepStack on: its visual features join decoder layers 0 and 1).
+FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+
+
+@pytest.fixture(params=FAMILIES)
+def family_folder(request):
+    return None if request.param == "qwen2_5_vl" else request.getfixturevalue("released_qwen3_vl_folder")
+
+
+def make_trainer(cls, data, out, rewards=(iou_reward, format_reward), folder=None, **kw):
+    processor = load_processor(folder)
     base = dict(output_dir=str(out), num_generations=4, per_device_train_batch_size=8, max_steps=1,
                 max_completion_length=12, learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none",
                 use_cpu=True, bf16=False, beta=0.04, seed=0, loss_type="grpo", remove_unused_columns=False,
@@ -41,7 +51,7 @@ def make_trainer(cls, data, out, rewards=(iou_reward, format_reward), **kw):
     cfg = GRPOStageConfig(**{**base, **kw})
     dataset, errors = build_dataset(read_records(data), data_root(data), processor, cfg)
     assert not errors
-    model = load_model(None, dtype=torch.float32)
+    model = load_model(folder, dtype=torch.float32)
     freeze_vision(model)
     trainer = cls(model=model, reward_funcs=list(rewards), args=cfg, train_dataset=dataset,
                   processing_class=processor)
@@ -149,8 +159,8 @@ def test_vision_tower_encodes_each_distinct_image_once(rl_data, base_model):
 # -- against stock TRL ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("use_lora", [False, True])
-def test_packed_forward_gives_trls_logps_entropies_and_gradients(rl_data, tmp_path, use_lora):
-    trainer = make_trainer(MigrlGRPOTrainer, rl_data, tmp_path)
+def test_packed_forward_gives_trls_logps_entropies_and_gradients(rl_data, tmp_path, use_lora, family_folder):
+    trainer = make_trainer(MigrlGRPOTrainer, rl_data, tmp_path, folder=family_folder)
     if use_lora:  # LoRA on the language model, as in the demo recipe (random B: the adapter changes the outputs)
         from peft import LoraConfig, get_peft_model
 
@@ -170,6 +180,9 @@ def test_packed_forward_gives_trls_logps_entropies_and_gradients(rl_data, tmp_pa
         grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
         return logps.detach(), entropy.detach(), grads
 
+    rest = {"mm_token_type_ids": fields["mm_token_type_ids"]}
+    assert trainer._packable(trainer.model, fields["pixel_values"], fields["image_grid_thw"], fields["num_images"], False,
+                             rest) is not None  # the packed path runs (not TRL's, which would pass trivially)
     lp_trl, ent_trl, g_trl = run(GRPOTrainer._get_per_token_logps_and_entropies)
     lp, ent, g = run(MigrlGRPOTrainer._get_per_token_logps_and_entropies)
     assert len(set(out["prompt_mask"].sum(1).tolist())) > 1  # prompts of different lengths (left padding) in one batch
@@ -196,8 +209,8 @@ class GradsBeforeStep(TrainerCallback):
         self.grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def one_step(cls, data, out, **kw):
-    trainer = make_trainer(cls, data, out, rewards=(text_reward, format_reward), **kw)
+def one_step(cls, data, out, folder=None, **kw):
+    trainer = make_trainer(cls, data, out, rewards=(text_reward, format_reward), folder=folder, **kw)
     grads = GradsBeforeStep()
     trainer.add_callback(grads)
     trainer.train()
@@ -206,10 +219,10 @@ def one_step(cls, data, out, **kw):
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", pytest.param("dr_grpo", marks=pytest.mark.slow), pytest.param("dapo", marks=pytest.mark.slow)])
-def test_a_step_has_stock_trls_loss_and_gradients(rl_data, tmp_path, loss_type):
+def test_a_step_has_stock_trls_loss_and_gradients(rl_data, tmp_path, loss_type, family_folder):
     # 2 prompts x 4 rollouts in 2 micro-batches: TRL scatters a group's rollouts over both, migrl keeps
     # each group in one; the accumulated gradient is the same sum.
-    kw = dict(loss_type=loss_type, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    kw = dict(loss_type=loss_type, per_device_train_batch_size=4, gradient_accumulation_steps=2, folder=family_folder)
     loss_trl, g_trl, completions_trl = one_step(GRPOTrainer, rl_data, tmp_path / "stock", **kw)
     loss, g, completions = one_step(MigrlGRPOTrainer, rl_data, tmp_path / "migrl", **kw)
     assert completions == completions_trl

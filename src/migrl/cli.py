@@ -307,8 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(rp, ImageSetting)
     rp.set_defaults(func=cmd_report)
 
-    pl = sub.add_parser("plan", help="per-GPU memory plan of the paper's SFT and GRPO for a Qwen2.5-VL size")
-    pl.add_argument("--model", default="7b", choices=["3b", "7b", "32b", "72b"])
+    pl = sub.add_parser("plan", help="per-GPU memory plan of the paper's SFT and GRPO for a Qwen2.5-VL or Qwen3-VL size")
+    from migrl.plan import SHAPES  # light: dataclasses only
+
+    pl.add_argument("--model", default="7b", choices=list(SHAPES),
+                    help="3b/7b/32b/72b: Qwen2.5-VL; qwen3-vl-8b, qwen3-vl-30b-a3b (the MoE): Qwen3-VL")
     pl.add_argument("--gpus", type=int, default=8)
     pl.add_argument("--gpu-gb", type=float, default=80.0)
     pl.add_argument("--prompt-tokens", type=int, default=1500, help="prompt length with its image tokens")

@@ -45,8 +45,9 @@ def _expand_rows(t: torch.Tensor, unique_sizes: list[int], which: list[int]) -> 
 
 
 def dedup_vision(visual: torch.nn.Module) -> None:
-    """Make ``visual`` (a Qwen2-VL-style tower: ``forward(hidden_states, grid_thw)``) encode each
-    distinct image of a call once and copy its features to the repeats.
+    """Make ``visual`` (a Qwen2-VL-style tower: ``forward(hidden_states, grid_thw)``; Qwen3-VL's DeepStack
+    features are copied like the merged ones) encode each distinct image of a call once and copy its
+    features to the repeats.
 
     Exact: images are encoded independently (attention windows and ``cu_seqlens`` never cross images),
     and gradients of a repeated image sum through ``index_select`` as they would over the copies."""
@@ -64,7 +65,10 @@ def dedup_vision(visual: torch.nn.Module) -> None:
             return original(hidden_states, grid_thw, **kwargs)
         out = original(torch.cat([chunks[u] for u in uniques]), grid_thw[uniques], **kwargs)
         unique_sizes = [sizes[u] for u in uniques]
-        out.pooler_output = _expand_rows(out.pooler_output, [s // merge_unit for s in unique_sizes], which)
+        merged = [s // merge_unit for s in unique_sizes]
+        out.pooler_output = _expand_rows(out.pooler_output, merged, which)
+        if getattr(out, "deepstack_features", None):  # Qwen3-VL: merged features for early decoder layers
+            out.deepstack_features = [_expand_rows(f, merged, which) for f in out.deepstack_features]
         # last_hidden_state is in window order, but the windows of an image are contiguous per image
         out.last_hidden_state = _expand_rows(out.last_hidden_state, unique_sizes, which)
         return out
