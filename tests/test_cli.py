@@ -99,3 +99,18 @@ def test_one_timeout_for_every_served_engine():
     timeouts = {c: parser.parse_args([c, *a]).timeout for c, a in
                 (("eval", ["--data", "d"]), ("reject", ["--data", "d", "--model", "m"]), ("synthesize", ["--data", "d"]))}
     assert len(set(timeouts.values())) == 1, timeouts
+
+
+def test_a_teachers_image_setting_comes_from_its_folders_family(released_qwen3_vl_folder):
+    """A Qwen3-VL teacher resizes in 32-px tokens with its own released budget; without a folder, the paper's
+    Qwen2.5-VL-72B (28-px tokens, 3136 / 12845056); given pixels win over the family's."""
+    from migrl.cli import _teacher_sizing
+    from migrl.images import ImageSizing
+
+    def sizing(*extra):
+        return _teacher_sizing(build_parser().parse_args(["synthesize", "--data", "d", *extra]))
+
+    assert sizing("--teacher-processor", str(released_qwen3_vl_folder)) == ImageSizing(65536, 16777216, 32)
+    assert sizing("--teacher-model", str(released_qwen3_vl_folder), "--teacher-max-pixels", "1310720") == \
+        ImageSizing(65536, 1310720, 32)
+    assert sizing("--teacher-model", "Qwen/Qwen2.5-VL-72B-Instruct") == ImageSizing(3136, 12845056, 28)

@@ -293,3 +293,19 @@ def test_no_server_sampling_fields_leaves_vllms_fields_out_for_a_hosted_api(worl
         sent = sampling_sent(call)
         assert sent["top_k"] == sent["min_p"] == sent["repetition_penalty"] == "missing"
         assert sent["temperature"] != "missing" and sent["top_p"] == 1.0  # the standard fields still go
+
+
+def test_serve_flags_write_a_qwen3_vl_budget_as_its_processor_keeps_it(released_qwen3_vl_folder, released_folder, capsys):
+    """Qwen3-VL's processor keeps its budget as a size dict: the flags say it so; Qwen2.5-VL's stay min/max_pixels."""
+    import json
+    import shlex
+
+    from migrl.cli import main
+
+    def kwargs(folder) -> dict:
+        assert main(["serve-flags", "--model", str(folder)]) == 0
+        line = shlex.split(capsys.readouterr().out)
+        return json.loads(line[line.index("--mm-processor-kwargs") + 1])
+
+    assert kwargs(released_qwen3_vl_folder) == {"size": {"longest_edge": 16777216, "shortest_edge": 65536}}
+    assert kwargs(released_folder) == {"min_pixels": 3136, "max_pixels": 12845056}

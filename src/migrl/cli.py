@@ -128,14 +128,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from migrl.images import ImageSizing
     from migrl.records import require_file
     from migrl.stages.synthesize import synthesize
 
     require_file(args.data, "--data")
     student = _answer_space(args, "migrl synthesize", args.student_coords)  # checked before the teacher starts
     cfg = from_args(SynthesizeConfig, args)
-    teacher_sizing = ImageSizing(args.teacher_min_pixels, args.teacher_max_pixels)
+    teacher_sizing = _teacher_sizing(args)
     if args.teacher == "scripted":
         from migrl.engines.scripted import ScriptedTeacher
 
@@ -154,6 +153,19 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps({k: stats[k] for k in ("asked", "kept", "dropped")}))
     return exit_code(stats["bad_records"], args.out)
+
+
+def _teacher_sizing(args: argparse.Namespace):
+    """How the teacher resizes images: its family's token size (from --teacher-processor or a local
+    --teacher-model folder; else Qwen2.5-VL's, the paper's 72B teacher) and budget, --teacher-min/max-pixels
+    over the family's released one."""
+    from migrl.images import ImageSizing
+    from migrl.models.family import DEFAULT_FAMILY, family_of
+
+    folder = next((f for f in (args.teacher_processor, args.teacher_model) if f and Path(f, "config.json").is_file()), None)
+    family = (family_of(folder) if folder else None) or DEFAULT_FAMILY
+    low, high = family.released_budget
+    return ImageSizing(args.teacher_min_pixels or low, args.teacher_max_pixels or high, family.geometry.factor)
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
@@ -180,13 +192,16 @@ def cmd_serve_flags(args: argparse.Namespace) -> int:
     from migrl.engines.serving import vllm_serve_command
     from migrl.images import ImageSizing
 
+    from migrl.models.family import family_of
+
+    family = family_of(args.model) if Path(args.model, "config.json").is_file() else None
     if args.min_pixels or args.max_pixels:  # a model whose folder is not here (a teacher): its setting by hand
         sizing = ImageSizing(args.min_pixels or ImageSizing.min_pixels, args.max_pixels or ImageSizing.max_pixels)
     else:
         from migrl.answer_space import resolve_sizing
 
         sizing = resolve_sizing("migrl serve-flags", args.model)
-    print(vllm_serve_command(args.model, sizing, args.max_images))
+    print(vllm_serve_command(args.model, sizing, args.max_images, family))
     return 0
 
 

@@ -110,8 +110,10 @@ class TeacherConfig:
     teacher_model: str = opt("", "model name on the server, or a local folder (teacher hf)")
     teacher_coords: str | None = opt(None, "space of the teacher's boxes (default: --teacher-model's or "
                                      "--teacher-processor's family; else qwen25, the paper's Qwen2.5-VL-72B)", choices=SPACES)
-    teacher_min_pixels: int = opt(3136, "the teacher's processor setting")
-    teacher_max_pixels: int = opt(12845056, "the teacher's processor setting")
+    teacher_min_pixels: int = opt(0, "the teacher's processor min_pixels (0: its family's released one; Qwen2.5-VL's "
+                                  "3136 without a local --teacher-model / --teacher-processor folder)")
+    teacher_max_pixels: int = opt(0, "the teacher's processor max_pixels (0: its family's released one; Qwen2.5-VL's "
+                                  "12845056 without a local folder)")
     teacher_processor: str | None = opt(None, "a folder with the teacher's processor: the image-token check then "
                                         "counts the whole prompt")
     seed: int = opt(0, "the scripted teacher's seed")

@@ -33,6 +33,7 @@ from PIL import Image
 
 from migrl.engines.base import Request
 from migrl.images import ImageSizing
+from migrl.models.family import Family
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +43,22 @@ PROBE_SIZES: tuple[tuple[int, int], ...] = ((24, 20), (1400, 1000))
 PROBE_TEXT = "How many pictures are there?"
 
 
-def vllm_serve_flags(sizing: ImageSizing, max_images: int = 8) -> list[str]:
-    """The ``vllm serve`` arguments that make vLLM resize images as training did."""
+def vllm_serve_flags(sizing: ImageSizing, max_images: int = 8, family: Family | None = None) -> list[str]:
+    """The ``vllm serve`` arguments that make vLLM resize images as training did; the budget in the form the
+    family's processor keeps it (Qwen3-VL / Qwen3.5: a ``size`` dict; min/max_pixels otherwise -- transformers
+    also takes min/max_pixels for the size dict, but it is the older spelling)."""
     if max_images < 1:
         raise ValueError(f"max_images must be at least 1, got {max_images}")
-    kwargs = json.dumps({"min_pixels": sizing.min_pixels, "max_pixels": sizing.max_pixels}, separators=(",", ":"))
+    budget = family.budget_config(sizing.min_pixels, sizing.max_pixels) if family is not None else \
+        {"min_pixels": sizing.min_pixels, "max_pixels": sizing.max_pixels}
+    kwargs = json.dumps(budget, separators=(",", ":"))
     limits = json.dumps({"image": max_images, "video": 0}, separators=(",", ":"))
     return ["--mm-processor-kwargs", kwargs, "--limit-mm-per-prompt", limits]
 
 
-def vllm_serve_command(model: str, sizing: ImageSizing, max_images: int = 8) -> str:
+def vllm_serve_command(model: str, sizing: ImageSizing, max_images: int = 8, family: Family | None = None) -> str:
     """A shell line starting the server, e.g. ``vllm serve runs/paper/sft --mm-processor-kwargs '{...}' ...``."""
-    return shlex.join(["vllm", "serve", model, *vllm_serve_flags(sizing, max_images)])
+    return shlex.join(["vllm", "serve", model, *vllm_serve_flags(sizing, max_images, family)])
 
 
 def probe_request(sizes: Sequence[tuple[int, int]], text: str = PROBE_TEXT) -> Request:
