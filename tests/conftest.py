@@ -78,3 +78,12 @@ def released_qwen3_vl_folder():
     from migrl.models.released import cached_released_folder
 
     return cached_released_folder(FIXTURE_CACHE, family="qwen3_vl")
+
+
+@pytest.fixture(scope="session")
+def released_qwen3_5_folder():
+    """A folder shaped like the released Qwen3.5-0.8B (Qwen3.5's own tokenizer, its non-thinking template,
+    size-dict budget, Gated DeltaNet and attention layers 3:1, tied embeddings, an MTP head; tiny weights)."""
+    from migrl.models.released import cached_released_folder
+
+    return cached_released_folder(FIXTURE_CACHE, family="qwen3_5")

