@@ -24,6 +24,7 @@ from migrl.configs import (
     SynthesizeConfig,
     TeacherConfig,
 )
+from migrl.models.family import TINY_FAMILIES
 from migrl.options import add_options, from_args
 from migrl.boxes import Space
 from migrl.records import RecordError
@@ -225,7 +226,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(DemoConfig(out=args.out, base=args.base, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
                         batch_size=args.batch_size, until=args.until, rl_per_task=args.rl_per_task,
-                        sft_max_steps=args.sft_max_steps, grpo_max_steps=args.grpo_max_steps, report_to=args.report_to))
+                        sft_max_steps=args.sft_max_steps, grpo_max_steps=args.grpo_max_steps, report_to=args.report_to,
+                        family=args.family))
     return 0
 
 
@@ -372,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole loop on the embedded world, on a CPU")
     d.add_argument("--out", "--output_dir", default="runs/demo")
-    d.add_argument("--base", default=None, help="base model folder (default: the shipped tiny base)")
+    d.add_argument("--base", default=None, help="base model folder (default: the shipped tiny base of --family)")
+    d.add_argument("--family", default=_demo_default("family"), choices=list(TINY_FAMILIES),
+                   help="the tiny base's family: which shipped base, and what --base must be where it is a tiny one")
     d.add_argument("--per-task", type=int, default=_demo_default("per_task"), help="test items per task (default %(default)s)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--train-per-task", type=int, default=_demo_default("train_per_task"), help="training items per in-domain task")

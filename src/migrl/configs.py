@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from migrl.benchmarks import NAMES as BENCHMARK_NAMES
 from migrl.benchmarks import PAPER_SUBSET
 from migrl.boxes import Space
+from migrl.models.family import DEFAULT_TINY_FAMILY, TINY_FAMILIES, Family
 from migrl.options import opt
 
 SPACES = [s.value for s in Space]
@@ -141,9 +142,17 @@ class ScoreConfig:
     strict: bool = opt(False, STRICT_HELP)
 
 
+def _family_line(name: str, family: Family) -> str:
+    return f"{name} ({family.model_class}, {family.geometry.factor}-px image tokens, boxes in {family.coords.value})"
+
+
+FAMILY_HELP = "the architecture of the tiny base: " + "; ".join(_family_line(n, f) for n, f in TINY_FAMILIES.items())
+
+
 @dataclass
 class PretrainConfig:
     out: str = opt("runs/tiny-base", aliases=OUT)
+    family: str = opt(DEFAULT_TINY_FAMILY, FAMILY_HELP, choices=list(TINY_FAMILIES))
     steps: int = opt(2200, "optimizer steps (the schedule's length)")
     batch_size: int = opt(32)
     lr: float = opt(1e-3)

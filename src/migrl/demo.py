@@ -8,17 +8,25 @@ own command, configured by the recipes in ``recipes/demo/``. Writes ``<out>/repo
      "stages": {"base": {"tasks", "id_avg", "ood_avg", "avg"}, "cot_sft": {...}, "rl": {...}}}
 
 (percent), and prints a table. ``--until`` stops after a stage.
+
+``--family qwen3-vl`` runs it on a tiny Qwen3-VL base (``--base FOLDER``, else the shipped
+``assets/tiny-base-qwen3-vl``): the world's marked boxes and the synthesized targets are then written in the
+base's own space and image setting ([0, 1000] of each image; 32-px image tokens), read from its folder as
+every stage reads them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from migrl.bad_records import OptionError
 from migrl.jsonl import write_json_atomic
+from migrl.models.family import DEFAULT_TINY_FAMILY
 from migrl.report.tables import stage_table
 from migrl.run_identity import StaleRunError
 
@@ -42,6 +50,35 @@ class DemoConfig:
     batch_size: int = 64
     until: str = "rl"  # the last stage to run: base, cot_sft or rl
     report_to: str = ""  # the trainers' loggers (tensorboard, wandb, ...); "" = the demo recipes' (none)
+    family: str = DEFAULT_TINY_FAMILY  # the tiny base's family (migrl.models.family.TINY_FAMILIES): which shipped base
+
+
+def _shown(folder: Path) -> str:
+    """A folder as the user would type it: relative to the working directory when inside it."""
+    rel = os.path.relpath(folder)
+    return folder.as_posix() if rel.startswith("..") else Path(rel).as_posix()
+
+
+def resolve_base(cfg: DemoConfig) -> str | None:
+    """The base folder the stages run on: ``base``, which must be of ``family`` where it is a tiny family's; else
+    the family's shipped base (None for the default family: every stage's own default, the shipped tiny base)."""
+    from migrl.models.family import TINY_FAMILIES, family_of
+    from migrl.models.loading import resolve_model_path, shipped_base
+
+    family = TINY_FAMILIES[cfg.family]
+    if cfg.base:
+        found = family_of(resolve_model_path(cfg.base))
+        names = {f: n for n, f in TINY_FAMILIES.items()}
+        if found in names and found is not family:
+            raise OptionError(f"--base {cfg.base} is a {found.name} model, not {family.name}: pass --family {names[found]}")
+        return cfg.base
+    if cfg.family == DEFAULT_TINY_FAMILY:
+        return None
+    folder = shipped_base(cfg.family)
+    if not (folder / "config.json").is_file():
+        raise OptionError(f"no {family.name} tiny base is shipped at {_shown(folder)}: run `migrl pretrain-base --family "
+                          f"{cfg.family} --out {_shown(folder)}` first, or pass --base FOLDER")
+    return str(folder)
 
 
 def _stage_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +95,7 @@ def _recipe(name: str, **overrides: Any) -> list[str]:
 class Demo:
     def __init__(self, cfg: DemoConfig):
         self.cfg = cfg
+        self.base = resolve_base(cfg)  # before anything is written: a missing base stops the demo here
         self.out = Path(cfg.out)
         self.start = time.time()
         self.report: dict[str, Any] = {"seconds": 0.0, "stages": {}}
@@ -90,19 +128,32 @@ class Demo:
         self.report["stages"][stage] = _stage_scores(self.resumed(Path(cfg.out), lambda: evaluate(cfg)))
         self.save()
 
+    def student_space(self) -> Any:
+        """The space and image setting the base answers in, as its folder says (family, processor): the world's
+        marked boxes and the synthesized targets are written in it."""
+        from migrl.answer_space import AnswerSpace, family_coords, resolve_sizing
+        from migrl.models.loading import resolve_model_path
+
+        folder = resolve_model_path(self.base)
+        return AnswerSpace(family_coords(folder), resolve_sizing("migrl demo", folder))
+
     def run(self) -> dict[str, Any]:
+        from functools import partial
+
         from migrl.data.world import ID_TASKS, TRAINING_SOURCES, write_split
 
         cfg = self.cfg
+        self.space = self.student_space()
+        world = partial(write_split, sizing=self.space.sizing, coords=self.space.coords)
         self.say(f"writing the world to {self.out / 'world'}")
-        test = write_split(self.out / "world", "test", cfg.per_task, seed=cfg.seed)
-        self.evaluate("base", cfg.base, test)
+        test = world(self.out / "world", "test", cfg.per_task, seed=cfg.seed)
+        self.evaluate("base", self.base, test)
         if cfg.until != "base":
-            train = write_split(self.out / "world", "train", cfg.train_per_task, seed=cfg.seed, tasks=ID_TASKS + TRAINING_SOURCES)
+            train = world(self.out / "world", "train", cfg.train_per_task, seed=cfg.seed, tasks=ID_TASKS + TRAINING_SOURCES)
             sft_model = self.cold_start(train)
             self.evaluate("cot_sft", str(sft_model), test)
             if cfg.until == "rl":
-                pool = write_split(self.out / "world_rl", "train", cfg.rl_per_task, seed=cfg.seed + 1, tasks=ID_TASKS)
+                pool = world(self.out / "world_rl", "train", cfg.rl_per_task, seed=cfg.seed + 1, tasks=ID_TASKS)
                 rl_model = self.reinforce(sft_model, pool)
                 self.evaluate("rl", str(rl_model), test)
         self.save()
@@ -112,23 +163,21 @@ class Demo:
         return self.report
 
     def cold_start(self, train: Path) -> Path:
-        from migrl.answer_space import resolve_sizing
         from migrl.engines.scripted import ScriptedTeacher
-        from migrl.models.loading import resolve_model_path
         from migrl.recipe import stage_config
         from migrl.stages.sft import SFTStageConfig, train_sft
         from migrl.stages.synthesize import SynthesizeConfig, synthesize
 
         self.say("synthesizing chains of thought with the scripted teacher (k=4, keep items right 4/4)")
         synth_cfg = SynthesizeConfig(data=str(train), out=str(self.out / "synthesize"))
-        student = resolve_sizing("migrl demo", resolve_model_path(self.cfg.base))  # the base folder's setting
-        stats = self.resumed(Path(synth_cfg.out), lambda: synthesize(synth_cfg, ScriptedTeacher(seed=self.cfg.seed), student_sizing=student))
+        teacher, space = ScriptedTeacher(seed=self.cfg.seed), self.space  # targets in the base folder's space
+        stats = self.resumed(Path(synth_cfg.out), lambda: synthesize(synth_cfg, teacher, space.coords, space.sizing))
         self.report["synthesis"] = {"asked": stats["asked"], "kept": stats["kept"]}
         self.save()
         self.say(f"kept {stats['kept']} of {stats['asked']}; LoRA cold start")
         out = self.out / "sft"
         steps = {"max_steps": self.cfg.sft_max_steps} if self.cfg.sft_max_steps else {}
-        base = {"model_name_or_path": self.cfg.base} if self.cfg.base else {}
+        base = {"model_name_or_path": self.base} if self.base else {}
         args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps, **base,
                        **self.reporting())
         sft_cfg = stage_config(SFTStageConfig, "migrl demo (sft)", args)

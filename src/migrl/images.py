@@ -139,8 +139,20 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"image {str(path)!r} cannot be decoded: {exc}") from None
 
 
-# The embedded tiny model's setting: the world's ~112 px pictures become at most 4 x 4 image tokens.
-TINY_SIZING = ImageSizing(min_pixels=3136, max_pixels=112 * 112)
+# The embedded tiny models' budget in image tokens of their family: at least 4, at most 4 x 4, so the world's
+# ~112 px pictures keep about their own size (Qwen2.5-VL: 3136 to 12544 pixels; Qwen3-VL: 4096 to 16384).
+TINY_MIN_TOKENS = 4
+TINY_MAX_SIDE_TOKENS = 4
+
+
+def tiny_sizing(family: Family = DEFAULT_FAMILY) -> ImageSizing:
+    """The image setting of ``family``'s embedded tiny base: the same token budget in its own token size."""
+    factor = family.geometry.factor
+    return ImageSizing(TINY_MIN_TOKENS * factor ** 2, (TINY_MAX_SIDE_TOKENS * factor) ** 2, factor)
+
+
+# The shipped tiny base's setting (Qwen2.5-VL's tokens: min_pixels 3136, max_pixels 112 x 112).
+TINY_SIZING = tiny_sizing()
 
 
 class ImageSizes:

@@ -8,6 +8,9 @@ cold start has something to build on.
 An example is a set of 1-4 pictures and a few question/answer turns about them (multi-turn, as
 grounding corpora are): the pictures cost most of the compute, so several supervised answers per
 set make each step of pretraining worth more.
+
+Boxes are written as the model answers: in its family's space (``coords``: Qwen2.5-VL's pixels of the
+resized image, Qwen3-VL's [0, 1000] of each image) with its image setting (``sizing``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from PIL import Image
 from migrl.boxes import Space, convert, format_answer, round_box
 from migrl.data import scenes as sc
 from migrl.images import TINY_SIZING, ImageSizing
+from migrl.models.family import DEFAULT_FAMILY
 from migrl.prompts import ANSWER_ONLY_SUFFIX
 
 SKILLS = ("locate", "describe", "name_marked")
@@ -83,19 +87,20 @@ def _pictures(rng: random.Random, n: int, max_objects: int = 3) -> list[_Picture
     return out
 
 
-def _box_text(box: tuple[int, int, int, int], scene: sc.Scene, sizing: ImageSizing) -> list[int]:
-    return round_box(convert(box, Space.PIXELS, Space.QWEN25, (scene.width, scene.height), sizing))
+def _box_text(box: tuple[int, int, int, int], scene: sc.Scene, sizing: ImageSizing, coords: Space) -> list[int]:
+    return round_box(convert(box, Space.PIXELS, coords, (scene.width, scene.height), sizing))
 
 
 def _where(k: int, n: int) -> str:
     return f" in image {k + 1}" if n > 1 else ""
 
 
-def _turn(rng: random.Random, skill: str, pics: list[_Picture], marked: tuple[int, sc.Obj] | None, sizing: ImageSizing) -> Turn:
+def _turn(rng: random.Random, skill: str, pics: list[_Picture], marked: tuple[int, sc.Obj] | None, sizing: ImageSizing,
+          coords: Space) -> Turn:
     n = len(pics)
     if skill == "name_marked" and marked is not None:
         k, obj = marked
-        box = _box_text(obj.box, pics[k].scene, sizing)
+        box = _box_text(obj.box, pics[k].scene, sizing, coords)
         q = f"What is the object marked with the red box {box}{_where(k, n)}?"
         subject = f"The marked object in image {k + 1}" if n > 1 else "The marked object"
         return Turn(skill, q, f"{subject} is a {obj.name}.")
@@ -106,7 +111,7 @@ def _turn(rng: random.Random, skill: str, pics: list[_Picture], marked: tuple[in
         subject = f"Image {k + 1}" if n > 1 else "The image"
         return Turn(skill, q, f"{subject} shows {sc.listing(scene.names())}.")
     obj = rng.choice(scene.objects)
-    answer = format_answer(_box_text(obj.box, scene, sizing), k if n > 1 else None)
+    answer = format_answer(_box_text(obj.box, scene, sizing, coords), k if n > 1 else None)
     return Turn("locate", f"Locate the {obj.name}{_where(k, n)}. {ANSWER_ONLY_SUFFIX}", answer, k, obj.box)
 
 
@@ -117,9 +122,11 @@ def make_example(
     skill: str | None = None,
     sizing: ImageSizing = TINY_SIZING,
     stage: "Stage | None" = None,
+    coords: Space = DEFAULT_FAMILY.coords,
 ) -> Example:
     """A picture set and its turns; ``skill`` forces every turn to one skill (held-out evaluation),
-    ``stage`` bounds the difficulty (the curriculum)."""
+    ``stage`` bounds the difficulty (the curriculum); boxes in ``coords`` with ``sizing``. The random draws do
+    not depend on either, so every family sees the same pictures and questions."""
     stage = stage or STAGES[-1]
     n = n_images or (1 if rng.random() < stage.single_share else rng.randint(2, stage.max_images))
     pics = _pictures(rng, n, stage.max_objects)
@@ -132,7 +139,7 @@ def make_example(
     turns = []
     for _ in range(n_turns or rng.randint(1, stage.max_turns)):
         s = skill or rng.choices(SKILLS, weights=stage.skill_weights)[0]
-        turns.append(_turn(rng, s if s != "name_marked" or marked else "locate", pics, marked, sizing))
+        turns.append(_turn(rng, s if s != "name_marked" or marked else "locate", pics, marked, sizing, coords))
     return Example(images, turns, [p.scene for p in pics])
 
 

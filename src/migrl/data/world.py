@@ -11,6 +11,10 @@ tasks carry over: say what some images show, pick the target by a rule, then "Lo
 image <k>." -- the grounding request the base model already answers. Each record's ``meta`` keeps
 those steps (``cot``) and the scene facts (``objects``) for the scripted teacher; prompts never
 read ``meta``.
+
+Boxes the text carries (a marked box in a question, the gold answer) are written in the student model's
+space: ``coords`` (its family's: Qwen2.5-VL's pixels of the resized image, Qwen3-VL's [0, 1000] of each
+image) with ``sizing`` (its image setting). The random draws never depend on either.
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from PIL import Image
 from migrl.boxes import Space, convert, format_answer, round_box
 from migrl.data import scenes as sc
 from migrl.data.scenes import Obj, Scene, listing
+from migrl.answer_space import AnswerSpace
 from migrl.images import TINY_SIZING, ImageSizing
 from migrl.jsonl import write_jsonl_atomic
+from migrl.models.family import DEFAULT_FAMILY
 from migrl.records import GroundTruthBox, Record
 
 from migrl.tasks import ID_TASKS, OOD_TASKS, TASKS  # noqa: F401  (the world's tasks are MIG-Bench's)
@@ -65,9 +71,9 @@ def _locate(name: str, index: int) -> str:
     return f"Locate the {name} in image {index + 1}."
 
 
-def _marked_text(box: tuple[int, int, int, int], size: tuple[int, int], sizing: ImageSizing) -> str:
-    """The marked box as the model reads coordinates: pixels of the resized image."""
-    return str(round_box(convert(box, Space.PIXELS, Space.QWEN25, size, sizing)))
+def _marked_text(box: tuple[int, int, int, int], size: tuple[int, int], space: AnswerSpace) -> str:
+    """The marked box as the model reads coordinates (its space: for Qwen2.5-VL, pixels of the resized image)."""
+    return str(round_box(convert(box, Space.PIXELS, space.coords, size, space.sizing)))
 
 
 def _scenes_with_unique_names(rng: random.Random, n_images: int, shared: list[str], extra: tuple[int, int]) -> list[Scene]:
@@ -85,7 +91,7 @@ def _scenes_with_unique_names(rng: random.Random, n_images: int, shared: list[st
 # --------------------------------------------------------------------------- in-domain tasks
 
 
-def common_object(rng: random.Random, sizing: ImageSizing) -> Item:
+def common_object(rng: random.Random, space: AnswerSpace) -> Item:
     n = rng.choice((2, 3, 3, 4))
     target = sc.random_names(rng, 1)[0]
     scenes = _scenes_with_unique_names(rng, n, [target], (1, 2))
@@ -121,7 +127,7 @@ def _with_difference(rng: random.Random) -> tuple[Scene, Scene, str]:
         return first, Scene(first.width, first.height, objects, first.background), changed.name
 
 
-def diff(rng: random.Random, sizing: ImageSizing) -> Item:
+def diff(rng: random.Random, space: AnswerSpace) -> Item:
     first, second, target = _with_difference(rng)
     cot = [_shows(0, first.names()), _shows(1, second.names()), f"The {target} is only in image 2.", _locate(target, 1)]
     return Item(
@@ -135,7 +141,7 @@ def diff(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
-def region(rng: random.Random, sizing: ImageSizing) -> Item:
+def region(rng: random.Random, space: AnswerSpace) -> Item:
     source = sc.random_scene(rng, sc.random_names(rng, rng.randint(2, 4)))
     picture = sc.render(source)
     shown = rng.sample(list(source.objects), rng.randint(1, min(3, len(source.objects))))
@@ -157,7 +163,7 @@ def region(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
-def refer_grounding(rng: random.Random, sizing: ImageSizing) -> Item:
+def refer_grounding(rng: random.Random, space: AnswerSpace) -> Item:
     target = sc.random_names(rng, 1)[0]
     names = [target] + sc.random_names(rng, rng.randint(1, 3), exclude={target})
     rng.shuffle(names)
@@ -177,7 +183,7 @@ def refer_grounding(rng: random.Random, sizing: ImageSizing) -> Item:
 # --------------------------------------------------------------------------- out-of-domain tasks
 
 
-def group_grounding(rng: random.Random, sizing: ImageSizing) -> Item:
+def group_grounding(rng: random.Random, space: AnswerSpace) -> Item:
     n = rng.choice((2, 3, 4))
     scenes = _scenes_with_unique_names(rng, n, [], (2, 3))
     k = rng.randrange(n)
@@ -195,7 +201,7 @@ def group_grounding(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
-def correspondence(rng: random.Random, sizing: ImageSizing) -> Item:
+def correspondence(rng: random.Random, space: AnswerSpace) -> Item:
     marked = sc.random_names(rng, 1)[0]
     colour, shape = marked.split(" ")
     first = sc.random_scene(rng, [marked] + sc.random_names(rng, rng.randint(1, 2), exclude={marked}))
@@ -214,7 +220,7 @@ def correspondence(rng: random.Random, sizing: ImageSizing) -> Item:
     return Item(
         "correspondence",
         [sc.render(first, marked=box), sc.render(second)],
-        f"For the object marked by the red box {_marked_text(box, (first.width, first.height), sizing)} in image 1, "
+        f"For the object marked by the red box {_marked_text(box, (first.width, first.height), space)} in image 1, "
         "locate the object in image 2 that has the same shape.",
         1,
         second.find(target).box,
@@ -238,7 +244,7 @@ def _moved(rng: random.Random, scene: Scene, step: int) -> Scene | None:
     return Scene(scene.width, scene.height, tuple(objects), scene.background)
 
 
-def object_tracking(rng: random.Random, sizing: ImageSizing) -> Item:
+def object_tracking(rng: random.Random, space: AnswerSpace) -> Item:
     n = rng.choice((3, 4))
     while True:
         frames = [sc.random_scene(rng, sc.random_names(rng, rng.randint(2, 3)), max_frac=0.38)]
@@ -257,7 +263,7 @@ def object_tracking(rng: random.Random, sizing: ImageSizing) -> Item:
         "object_tracking",
         [sc.render(frames[0], marked=box)] + [sc.render(f) for f in frames[1:]],
         "These are a sequence of images containing moving objects. For the object in image 1 marked with the "
-        f"red box {_marked_text(box, (frames[0].width, frames[0].height), sizing)}, locate it in image {k + 1}.",
+        f"red box {_marked_text(box, (frames[0].width, frames[0].height), space)}, locate it in image {k + 1}.",
         k,
         frames[k].find(target).box,
         cot,
@@ -275,7 +281,7 @@ def _view(scene: Scene, x0: int, y0: int, width: int, height: int) -> Scene:
     return Scene(width, height, objects, scene.background + x0 * 7919 + y0)
 
 
-def multi_view(rng: random.Random, sizing: ImageSizing) -> Item:
+def multi_view(rng: random.Random, space: AnswerSpace) -> Item:
     n = rng.choice((2, 3))
     while True:
         width, height = sc.random_size(rng)
@@ -293,7 +299,7 @@ def multi_view(rng: random.Random, sizing: ImageSizing) -> Item:
         "multi_view",
         [sc.render(views[0], marked=box)] + [sc.render(v) for v in views[1:]],
         "These images show one scene from different views. For the object marked with the red box "
-        f"{_marked_text(box, (width, height), sizing)} in image 1, locate it in image {k + 1}.",
+        f"{_marked_text(box, (width, height), space)} in image 1, locate it in image {k + 1}.",
         k,
         views[k].find(target).box,
         cot,
@@ -301,7 +307,7 @@ def multi_view(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
-def reasoning(rng: random.Random, sizing: ImageSizing) -> Item:
+def reasoning(rng: random.Random, space: AnswerSpace) -> Item:
     shown = sc.random_names(rng, 1)[0]
     colour, shape = shown.split(" ")
     target = f"{colour} {rng.choice([s for s in sc.SHAPES if s != shape])}"
@@ -321,7 +327,7 @@ def reasoning(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
-def view_diff(rng: random.Random, sizing: ImageSizing) -> Item:
+def view_diff(rng: random.Random, space: AnswerSpace) -> Item:
     first, second, target = _with_difference(rng)
     for _ in range(20):
         dx, dy = rng.randint(-5, 5), rng.randint(-5, 5)
@@ -345,7 +351,7 @@ def view_diff(rng: random.Random, sizing: ImageSizing) -> Item:
 # --------------------------------------------------------------------------- training-only source
 
 
-def grounding(rng: random.Random, sizing: ImageSizing) -> Item:
+def grounding(rng: random.Random, space: AnswerSpace) -> Item:
     n = rng.choice((1, 1, 2, 3))
     scenes = [sc.random_scene(rng, sc.random_names(rng, rng.randint(1, 4))) for _ in range(n)]
     k = rng.randrange(n)
@@ -362,7 +368,7 @@ def grounding(rng: random.Random, sizing: ImageSizing) -> Item:
     )
 
 
-GENERATORS: dict[str, Callable[[random.Random, ImageSizing], Item]] = {
+GENERATORS: dict[str, Callable[[random.Random, AnswerSpace], Item]] = {
     "common_object": common_object,
     "diff": diff,
     "region": region,
@@ -383,14 +389,15 @@ def item_rng(seed: int, split: str, task: str, index: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def generate(task: str, seed: int, split: str, index: int, sizing: ImageSizing = TINY_SIZING) -> Item:
-    return GENERATORS[task](item_rng(seed, split, task, index), sizing)
+def generate(task: str, seed: int, split: str, index: int, sizing: ImageSizing = TINY_SIZING,
+             coords: Space = DEFAULT_FAMILY.coords) -> Item:
+    return GENERATORS[task](item_rng(seed, split, task, index), AnswerSpace(coords, sizing))
 
 
-def gold_response(item: Item, sizing: ImageSizing = TINY_SIZING) -> str:
-    """A correct chain of thought and answer, in the model's space (pixels of the resized image)."""
+def gold_response(item: Item, sizing: ImageSizing = TINY_SIZING, coords: Space = DEFAULT_FAMILY.coords) -> str:
+    """A correct chain of thought and answer, in the model's space (``coords`` with its image setting)."""
     size = item.images[item.target_image].size
-    box = convert(item.target_box, Space.PIXELS, Space.QWEN25, size, sizing)
+    box = convert(item.target_box, Space.PIXELS, coords, size, sizing)
     return f"<think>{item.think()}</think><answer>{format_answer(box, item.target_image)}</answer>"
 
 
@@ -421,15 +428,17 @@ def write_split(
     seed: int = 0,
     tasks: tuple[str, ...] = TASKS,
     sizing: ImageSizing = TINY_SIZING,
+    coords: Space = DEFAULT_FAMILY.coords,
 ) -> Path:
-    """Write ``<out>/<split>.jsonl`` and its images; rerunning with the same arguments gives the same files."""
+    """Write ``<out>/<split>.jsonl`` and its images; rerunning with the same arguments gives the same files.
+    Questions that show a marked box write it in ``coords`` with ``sizing`` (the student model's)."""
     out = Path(out_dir)
     image_dir = out / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for task in tasks:
         for i in range(per_task):
-            item = generate(task, seed, split, i, sizing)
+            item = generate(task, seed, split, i, sizing, coords)
             item_id = f"{task}-{split}-{i:05d}"
             paths = []
             for j, im in enumerate(item.images):

@@ -123,6 +123,9 @@ QWEN35_MOE = _qwen3("qwen3_5_moe", "Qwen3.5-MoE", None, "Qwen3_5MoeForConditiona
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (QWEN2_VL, QWEN25_VL, QWEN3_VL, QWEN3_VL_MOE, QWEN35, QWEN35_MOE)}
 # The family of the paper's model, the tiny base and every default that predates the registry.
 DEFAULT_FAMILY = QWEN25_VL
+# The families migrl builds an embedded tiny base of, by the name `migrl pretrain-base / demo --family` take.
+TINY_FAMILIES: dict[str, Family] = {"qwen2.5-vl": QWEN25_VL, "qwen3-vl": QWEN3_VL}
+DEFAULT_TINY_FAMILY = "qwen2.5-vl"  # DEFAULT_FAMILY's name there
 
 
 def model_type_of(folder: str | os.PathLike) -> str | None:

@@ -11,10 +11,16 @@ import torch
 from transformers import AutoProcessor, PreTrainedModel
 
 from migrl.images import ImageSizing
-from migrl.models.family import DEFAULT_FAMILY, Family, family_of
+from migrl.models.family import DEFAULT_FAMILY, DEFAULT_TINY_FAMILY, Family, family_of
 
 # The embedded base shipped with the package; the default model of every stage.
 TINY_BASE = Path(__file__).resolve().parent.parent / "assets" / "tiny-base"
+
+
+def shipped_base(family_name: str = DEFAULT_TINY_FAMILY) -> Path:
+    """Where the package keeps the tiny base of a tiny family (``migrl.models.family.TINY_FAMILIES``): the
+    default family's is TINY_BASE, another's sits beside it as ``tiny-base-<name>`` (it may not be there)."""
+    return TINY_BASE if family_name == DEFAULT_TINY_FAMILY else TINY_BASE.with_name(f"tiny-base-{family_name}")
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:

@@ -1,8 +1,9 @@
 """``migrl pretrain-base``: make the tiny base weak but not blank, as a real base model is.
 
-A random-init tiny Qwen2.5-VL learns the base skills of ``data/base_skills.py`` (naming, naming a
-marked object, locating a named object, also in a named image of several) from freshly generated
-examples; it never sees the world's reasoning tasks nor a chain of thought.
+A random-init tiny Qwen2.5-VL (or, with ``--family qwen3-vl``, Qwen3-VL) learns the base skills of
+``data/base_skills.py`` (naming, naming a marked object, locating a named object, also in a named image of
+several) from freshly generated examples, its boxes in its family's space and image setting; it never sees
+the world's reasoning tasks nor a chain of thought.
 
 This is a plain PyTorch loop rather than a Trainer: examples are generated on the fly (no dataset
 to materialise) and the loop is ~100 lines; SFT and GRPO use TRL.
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from migrl.bad_records import OptionError
 from migrl.configs import PretrainConfig
 from migrl.boxes import Space, iou
 from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
@@ -28,6 +30,7 @@ from migrl.engines.base import Request, SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.data import scenes as sc
 from migrl.images import MERGE_SIZE, TINY_SIZING, ImageSizing
+from migrl.models.family import DEFAULT_FAMILY, FAMILIES, TINY_FAMILIES, Family, family_of
 from migrl.models.tiny import build_tiny_model
 from migrl.models.loading import load_model, load_processor
 from migrl.prompts import assistant_message
@@ -59,7 +62,8 @@ def collate(processor: Any, examples: list[Example]) -> dict[str, torch.Tensor]:
     mask = batch.pop("assistant_masks").bool()
     batch["labels"] = batch["input_ids"].masked_fill(~mask, IGNORE)
     batch = dict(batch)
-    batch["probe"] = probe_targets([s for e in examples for s in e.scenes], batch["image_grid_thw"])
+    merge = processor.image_processor.merge_size  # the family's: its grid counts patches, the probe merged tokens
+    batch["probe"] = probe_targets([s for e in examples for s in e.scenes], batch["image_grid_thw"], merge)
     return batch
 
 
@@ -68,14 +72,15 @@ class _Batches(torch.utils.data.IterableDataset):
 
     Batches come in pools of 4 drawn together and grouped by length (a third of each batch was
     padding otherwise); pool i has its own seed, so a resumed run sees exactly the batches it would
-    have seen.
+    have seen. Boxes are written in ``coords`` with ``sizing`` (the model's family and image setting).
     """
 
     POOL = 4
 
-    def __init__(self, processor: Any, batch_size: int, seed: int, steps: int, start: int = 0, vision_steps: int = 0):
+    def __init__(self, processor: Any, batch_size: int, seed: int, steps: int, start: int = 0, vision_steps: int = 0,
+                 sizing: ImageSizing = TINY_SIZING, coords: Space = DEFAULT_FAMILY.coords):
         self.processor, self.batch_size, self.seed, self.steps, self.start = processor, batch_size, seed, steps, start
-        self.vision_steps = vision_steps
+        self.vision_steps, self.sizing, self.coords = vision_steps, sizing, coords
 
     def __iter__(self):
         pool_index, skip = divmod(self.start, self.POOL)
@@ -84,7 +89,8 @@ class _Batches(torch.utils.data.IterableDataset):
             step = pool_index * self.POOL
             # The vision-only steps see the richest pictures; the language curriculum starts after them.
             stage = STAGES[-1] if step < self.vision_steps else stage_at((step - self.vision_steps) / (self.steps - self.vision_steps))
-            pool = [make_example(rng, stage=stage) for _ in range(self.POOL * self.batch_size)]
+            pool = [make_example(rng, sizing=self.sizing, stage=stage, coords=self.coords)
+                    for _ in range(self.POOL * self.batch_size)]
             pool.sort(key=lambda e: (len(e.images), sum(len(t.question) + len(t.answer) for t in e.turns)))
             chunks = [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
             rng.shuffle(chunks)
@@ -127,13 +133,14 @@ class VisionProbe(torch.nn.Module):
         return loss
 
 
-def probe_targets(scenes: list[sc.Scene], grids: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per merged token, in the vision tower's output order (row-major per image, images in order)."""
+def probe_targets(scenes: list[sc.Scene], grids: torch.Tensor, merge: int = MERGE_SIZE) -> dict[str, torch.Tensor]:
+    """Per merged token (``merge`` x ``merge`` patches), in the vision tower's output order (row-major per image,
+    images in order)."""
     colours, shapes, boxes, positions = [], [], [], []
     colour_ids = {c: i for i, c in enumerate(sc.COLOURS)}
     shape_ids = {s: i for i, s in enumerate(sc.SHAPES)}
     for scene, (_, gh, gw) in zip(scenes, grids.tolist()):
-        rows, cols = gh // MERGE_SIZE, gw // MERGE_SIZE
+        rows, cols = gh // merge, gw // merge
         for r in range(rows):
             for c in range(cols):
                 fx, fy = (c + 0.5) / cols, (r + 0.5) / rows
@@ -164,17 +171,27 @@ def _lr_factor(step: int, cfg: PretrainConfig) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def evaluate_skills(model: Any, processor: Any, n: int, seed: int, sizing: ImageSizing = TINY_SIZING) -> dict[str, float]:
-    """Held-out single-turn accuracy per skill and image count: Acc@0.5 for locating, exact text for naming."""
+def model_space(model: Any, processor: Any) -> tuple[ImageSizing, Space]:
+    """The image setting the processor resizes with and the space the model's family answers in."""
+    family = FAMILIES.get(model.config.model_type, DEFAULT_FAMILY)
+    return ImageSizing.from_processor(processor), family.coords
+
+
+def evaluate_skills(model: Any, processor: Any, n: int, seed: int, sizing: ImageSizing | None = None,
+                    coords: Space | None = None) -> dict[str, float]:
+    """Held-out single-turn accuracy per skill and image count: Acc@0.5 for locating, exact text for naming.
+    Boxes in ``coords`` with ``sizing``; by default the model's family's space and the processor's setting."""
+    own_sizing, own_coords = model_space(model, processor)
+    sizing, coords = sizing or own_sizing, coords or own_coords
     rng = random.Random(10_000 + seed)
     engine = HFEngine(model, processor, batch_size=32)
     out: dict[str, float] = {}
     for skill in SKILLS:
         for n_images, label in ((1, "single"), (None, "multi")):
-            examples = [make_example(rng, n_images or rng.randint(2, 4), 1, skill, sizing) for _ in range(n)]
+            examples = [make_example(rng, n_images or rng.randint(2, 4), 1, skill, sizing, coords=coords) for _ in range(n)]
             requests = [Request(e.images, _question_only(e)) for e in examples]
             texts = engine.generate(requests, SamplingParams(max_new_tokens=40))
-            hits = sum(_turn_correct(e, t[0], sizing) for e, t in zip(examples, texts))
+            hits = sum(_turn_correct(e, t[0], sizing, coords) for e, t in zip(examples, texts))
             out[f"{skill}_{label}"] = round(100.0 * hits / n, 1)
     return out
 
@@ -183,11 +200,11 @@ def _question_only(ex: Example) -> list[dict[str, Any]]:
     return conversation(ex)[:1]
 
 
-def _turn_correct(ex: Example, text: str, sizing: ImageSizing) -> bool:
+def _turn_correct(ex: Example, text: str, sizing: ImageSizing, coords: Space) -> bool:
     turn = ex.turns[0]
     if turn.box is None:
         return text.strip() == turn.answer
-    box = target_box(text, turn.image_index, Space.QWEN25, Space.PIXELS, lambda i: ex.images[i].size, sizing)
+    box = target_box(text, turn.image_index, coords, Space.PIXELS, lambda i: ex.images[i].size, sizing)
     return box is not None and is_hit(iou(box, turn.box))
 
 
@@ -223,15 +240,27 @@ def _lm_and_probe_loss(model: Any, probe: VisionProbe, batch: dict[str, Any], vi
     return loss + probe_weight * probe.loss(captured[0], targets) if probe_weight else loss
 
 
+def _tiny_folder(cfg: PretrainConfig, out: Path) -> Family:
+    """Build ``cfg.family``'s random-init folder in ``out``, or check that the one there (a resumed run) is of it."""
+    family = TINY_FAMILIES[cfg.family]
+    if not (out / "config.json").exists():
+        build_tiny_model(out, cfg.shape, seed=cfg.seed, family=family)
+    elif family_of(out) is not family:
+        found = family_of(out)
+        raise OptionError(f"{str(out)!r} holds a {found.name if found else 'non-Qwen'} model, not {family.name}: "
+                          f"pass another --out for --family {cfg.family}")
+    return family
+
+
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Train the tiny base; resumes from ``<out>/checkpoint.pt`` when a previous run was cut short."""
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
-    if not (out / "config.json").exists():
-        build_tiny_model(out, cfg.shape, seed=cfg.seed)
+    _tiny_folder(cfg, out)
     processor = load_processor(out)
     model = load_model(out, dtype=torch.float32).train()
+    sizing, coords = model_space(model, processor)
     probe = VisionProbe(model.config.vision_config.out_hidden_size)
     optim = _optimizer(model, probe, cfg)
     first, log = 0, []
@@ -244,7 +273,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         tqdm.write(f"resuming from step {first}")
     batches = iter(
         torch.utils.data.DataLoader(
-            _Batches(processor, cfg.batch_size, cfg.seed, cfg.steps, first, cfg.vision_steps),
+            _Batches(processor, cfg.batch_size, cfg.seed, cfg.steps, first, cfg.vision_steps, sizing, coords),
             batch_size=None, num_workers=1, prefetch_factor=4,
         )
     )
@@ -266,14 +295,14 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if step >= cfg.vision_steps and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
             model.eval()
-            scores = evaluate_skills(model, processor, cfg.eval_items, cfg.seed)
+            scores = evaluate_skills(model, processor, cfg.eval_items, cfg.seed, sizing, coords)
             model.train()
             log.append({"step": step + 1, "loss": round(loss.item(), 4), **scores})
             tqdm.write(json.dumps(log[-1]))
         if (step + 1) % cfg.save_every == 0:
             _save_checkpoint(ckpt_path, model, probe, optim, step + 1, log)
     model.eval()
-    final = evaluate_skills(model, processor, 200, cfg.seed + 1)
+    final = evaluate_skills(model, processor, 200, cfg.seed + 1, sizing, coords)
     model.to(getattr(torch, cfg.save_dtype)).save_pretrained(out, safe_serialization=True)
     summary = {"config": asdict(cfg), "minutes_this_run": round((time.time() - start) / 60, 1), "final_skills": final, "log": log}
     (out / "pretrain_log.json").write_text(json.dumps(summary, indent=2) + "\n")
