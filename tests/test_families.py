@@ -377,3 +377,41 @@ def test_a_qwen3_5_forward_pass_runs_on_two_camera_pictures_through_both_layer_k
         logits = model(**batch, logits_to_keep=1).logits  # the last position only: 248,320 columns each
     assert logits.shape == (1, 1, 248320) and torch.isfinite(logits).all()
 
+
+
+def test_qwen3_5_generates_through_transformers_generate_with_the_same_answers(released_qwen3_5_folder):
+    """Qwen3.5's Gated DeltaNet layers keep a recurrent state the batched decoder cannot stack: HFEngine takes
+    transformers' generate per prefill batch instead, and answers as the one-by-one generate baseline does
+    (left padding and several pictures of different sizes in one batch)."""
+    from PIL import Image
+
+    from migrl.engines.base import Request, SamplingParams
+    from migrl.engines.hf import HFEngine, generate_one_by_one
+    from migrl.models.loading import load_model, load_processor
+
+    model, processor = load_model(released_qwen3_5_folder, dtype=torch.float32), load_processor(released_qwen3_5_folder)
+    sizes = [(640, 480), (320, 240), (480, 640)]
+    requests = []
+    for i in range(4):  # 0 to 2 pictures each, prompts of different lengths
+        images = [Image.new("RGB", sizes[(i + k) % 3], (40 * i, 30 * k, 90)) for k in range(i % 3)]
+        content = [{"type": "image"}] * len(images) + [{"type": "text", "text": "Locate the object." + " Now." * i}]
+        requests.append(Request(images=images, messages=[{"role": "user", "content": content}]))
+    engine = HFEngine(model, processor, batch_size=4, prefill_batch=2)
+    assert not engine.stacks_caches
+    expected = generate_one_by_one(model, processor, requests, max_new_tokens=8)
+    assert [o[0] for o in engine.generate(requests, SamplingParams(max_new_tokens=8))] == expected
+    sampled = engine.generate(requests[:2], SamplingParams(max_new_tokens=4, temperature=1.0, n=3))
+    assert [len(o) for o in sampled] == [3, 3]
+
+
+def test_eval_on_qwen3_5_asks_for_coords_then_runs(released_qwen3_5_folder, tmp_path):
+    """No documented box convention: eval refuses without --coords (one line, exit 2), runs with it."""
+    from camera_data import records_file
+    from migrl.cli import main
+
+    data = records_file(tmp_path / "test", 2)
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(released_qwen3_5_folder), "--data", str(data), "--out", str(out)]) == 2
+    assert main(["eval", "--model", str(released_qwen3_5_folder), "--data", str(data), "--out", str(out),
+                 "--coords", "qwen2", "--max-new-tokens", "4"]) == 0
+    assert json.loads((out / "scores.json").read_text())["answer_space"]["coords"] == "qwen2"

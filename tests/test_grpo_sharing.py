@@ -32,14 +32,18 @@ def text_reward(completions, **kwargs):
     return [(sum(map(ord, completion_text(c))) % 7) / 7 for c in completions]
 
 
-# The model of each family the equivalence is held to: the shipped tiny Qwen2.5-VL base, and the released-shaped
-# Qwen3-VL-8B-Instruct folder (tiny random weights, DeepStack on: its visual features join decoder layers 0 and 1).
-FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+# The model of each family the equivalence is held to: the shipped tiny Qwen2.5-VL base, the released-shaped
+# Qwen3-VL-8B-Instruct folder (tiny random weights, DeepStack on: its visual features join decoder layers 0 and 1)
+# and the released-shaped Qwen3.5 folder (Gated DeltaNet layers beside attention: never packed, TRL's path for
+# the decoder, the vision work still shared).
+SLOW = pytest.mark.slow
+FOLDER_FIXTURES = {"qwen3_vl": "released_qwen3_vl_folder", "qwen3_5": "released_qwen3_5_folder"}
+PACKED = {"qwen2_5_vl": True, "qwen3_vl": True, "qwen3_5": False}
 
 
-@pytest.fixture(params=FAMILIES)
-def family_folder(request):
-    return None if request.param == "qwen2_5_vl" else request.getfixturevalue("released_qwen3_vl_folder")
+@pytest.fixture
+def family_folder(request, family):
+    return request.getfixturevalue(FOLDER_FIXTURES[family]) if family in FOLDER_FIXTURES else None
 
 
 def make_trainer(cls, data, out, rewards=(iou_reward, format_reward), folder=None, **kw):
@@ -158,8 +162,10 @@ def test_vision_tower_encodes_each_distinct_image_once(rl_data, base_model):
 
 # -- against stock TRL ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("use_lora", [False, True])
-def test_packed_forward_gives_trls_logps_entropies_and_gradients(rl_data, tmp_path, use_lora, family_folder):
+@pytest.mark.parametrize("family, use_lora", [("qwen2_5_vl", False), ("qwen2_5_vl", True),
+                                              pytest.param("qwen3_vl", False, marks=SLOW), pytest.param("qwen3_vl", True, marks=SLOW),
+                                              pytest.param("qwen3_5", False, marks=SLOW)])
+def test_packed_forward_gives_trls_logps_entropies_and_gradients(rl_data, tmp_path, use_lora, family, family_folder):
     trainer = make_trainer(MigrlGRPOTrainer, rl_data, tmp_path, folder=family_folder)
     if use_lora:  # LoRA on the language model, as in the demo recipe (random B: the adapter changes the outputs)
         from peft import LoraConfig, get_peft_model
@@ -181,8 +187,9 @@ def test_packed_forward_gives_trls_logps_entropies_and_gradients(rl_data, tmp_pa
         return logps.detach(), entropy.detach(), grads
 
     rest = {"mm_token_type_ids": fields["mm_token_type_ids"]}
-    assert trainer._packable(trainer.model, fields["pixel_values"], fields["image_grid_thw"], fields["num_images"], False,
-                             rest) is not None  # the packed path runs (not TRL's, which would pass trivially)
+    packable = trainer._packable(trainer.model, fields["pixel_values"], fields["image_grid_thw"], fields["num_images"],
+                                 False, rest)
+    assert (packable is not None) == PACKED[family]  # the packed path runs where it may (TRL's would pass trivially)
     lp_trl, ent_trl, g_trl = run(GRPOTrainer._get_per_token_logps_and_entropies)
     lp, ent, g = run(MigrlGRPOTrainer._get_per_token_logps_and_entropies)
     assert len(set(out["prompt_mask"].sum(1).tolist())) > 1  # prompts of different lengths (left padding) in one batch
@@ -218,8 +225,11 @@ def one_step(cls, data, out, folder=None, **kw):
     return loss, grads.grads, list(trainer._logs["completion"])
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", pytest.param("dr_grpo", marks=pytest.mark.slow), pytest.param("dapo", marks=pytest.mark.slow)])
-def test_a_step_has_stock_trls_loss_and_gradients(rl_data, tmp_path, loss_type, family_folder):
+# every loss on the default family; the grpo loss on each other family (a Qwen3.5 step alone is minutes on 2 cores)
+@pytest.mark.parametrize("family, loss_type", ["qwen2_5_vl grpo".split(), pytest.param("qwen2_5_vl", "dr_grpo", marks=SLOW),
+                                               pytest.param("qwen2_5_vl", "dapo", marks=SLOW),
+                                               pytest.param("qwen3_vl", "grpo", marks=SLOW), pytest.param("qwen3_5", "grpo", marks=SLOW)])
+def test_a_step_has_stock_trls_loss_and_gradients(rl_data, tmp_path, loss_type, family, family_folder):
     # 2 prompts x 4 rollouts in 2 micro-batches: TRL scatters a group's rollouts over both, migrl keeps
     # each group in one; the accumulated gradient is the same sum.
     kw = dict(loss_type=loss_type, per_device_train_batch_size=4, gradient_accumulation_steps=2, folder=family_folder)

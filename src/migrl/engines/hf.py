@@ -3,6 +3,11 @@
 Requests are sorted by image count and prompt length, prefilled a few at a time (left padding) and
 decoded together, finished rows leaving the batch (engines/decoding.py says why this is not
 ``model.generate``). This is the engine behind eval, rejection sampling and a local teacher.
+
+A family whose decoder layers are not all key/value caches (Qwen3.5's Gated DeltaNet layers keep a
+recurrent state, which migrl's decoder can neither stack nor trim) goes through transformers' own
+``generate`` instead, one call per prefill batch: the same sampling fields, without the shared prefill or
+the early exit of finished rows (bench/RESULTS.md, "Qwen3.5", measures what that costs).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from transformers import GenerationConfig
 
 from migrl.engines.base import OnBatch, Request, SamplingParams
 from migrl.engines.decoding import decode, prefill, stack
+from migrl.models.family import FAMILIES
 
 
 class HFEngine:
@@ -26,22 +32,40 @@ class HFEngine:
         self.tokenizer = processor.tokenizer
         if self.tokenizer.padding_side != "left":
             raise ValueError("generation needs a left-padding tokenizer (load it with padding_side='left')")
+        family = FAMILIES.get(getattr(model.config, "model_type", ""))
+        self.stacks_caches = family is None or family.kv_cache_only  # else: transformers' generate
 
     def prompt_text(self, request: Request) -> str:
         return self.processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
 
-    @torch.inference_mode()
-    def _generate_batch(self, requests: Sequence[Request], texts: Sequence[str], params: SamplingParams) -> list[list[str]]:
-        prefixes = []
+    def _batches(self, requests: Sequence[Request], texts: Sequence[str]) -> Iterator[Any]:
+        """Processor batches of ``prefill_batch`` prompts (left-padded), on the model's device."""
         for start in range(0, len(requests), self.prefill_batch):
             part = requests[start : start + self.prefill_batch]
             images = [im for r in part for im in r.images]
             batch = self.processor(text=list(texts[start : start + self.prefill_batch]), images=images or None,
                                    return_tensors="pt", padding=True)
-            prefixes.append(prefill(self.model, batch.to(self.model.device)))
+            yield batch.to(self.model.device)
+
+    def _generated(self, batch: Any, params: SamplingParams) -> list[list[int]]:
+        """transformers' ``generate`` on one batch, ``params.rows`` completions per prompt, the folder's own
+        sampling settings off (as in migrl's decoder: only temperature and top-p)."""
+        sampling = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0) \
+            if params.temperature > 0 else dict(do_sample=False)
+        with folder_sampling_off(self.model):
+            ids = self.model.generate(**batch, max_new_tokens=params.max_new_tokens, num_return_sequences=params.rows,
+                                      pad_token_id=self.tokenizer.pad_token_id, **sampling)
+        return ids[:, batch["input_ids"].shape[1] :].tolist()
+
+    @torch.inference_mode()
+    def _generate_batch(self, requests: Sequence[Request], texts: Sequence[str], params: SamplingParams) -> list[list[str]]:
         n = params.rows
-        tokens = decode(self.model, stack(prefixes), params.max_new_tokens, n=n,
-                        temperature=params.temperature, top_p=params.top_p)
+        if self.stacks_caches:
+            prefixes = [prefill(self.model, batch) for batch in self._batches(requests, texts)]
+            tokens = decode(self.model, stack(prefixes), params.max_new_tokens, n=n,
+                            temperature=params.temperature, top_p=params.top_p)
+        else:
+            tokens = [row for batch in self._batches(requests, texts) for row in self._generated(batch, params)]
         decoded = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         if n < params.n:  # greedy: the one answer, n times
             return [[d] * params.n for d in decoded]

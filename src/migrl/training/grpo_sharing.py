@@ -19,9 +19,13 @@ wiring three kinds of pieces into TRL's trainer:
   once (``dedup_vision``), the image processor processes each distinct image once per batch
   (``SharedImageProcessor``).
 
-Only Qwen2-VL-style models (``image_grid_thw`` + 3D rope via ``get_rope_index``) with SDPA or eager
-attention are packed; anything else takes TRL's own path. Flash-attention kernels cannot express the
-block mask, so with ``attn_implementation="flash_attention_2"`` nothing is packed.
+Only Qwen2-VL-style models (``image_grid_thw`` + 3D rope via ``get_rope_index``: Qwen2-VL, Qwen2.5-VL,
+Qwen3-VL with its DeepStack features) with SDPA or eager attention are packed; anything else takes TRL's
+own path. Flash-attention kernels cannot express the block mask, so with
+``attn_implementation="flash_attention_2"`` nothing is packed. Nor is a family whose decoder has recurrent
+layers (Qwen3.5's Gated DeltaNet): a recurrent state runs through the packed sequence in order, so a
+completion would see the others, which no attention mask can prevent; its prompts and images still go
+through the image processor and the vision tower once (tests/test_grpo_sharing.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 import torch
 
+from migrl.models.family import FAMILIES
 from migrl.training.grpo_packing import chunk_groups, group_order, pack_shared_prefix, row_groups, rows_of_pixels
 from migrl.training.vision_dedup import SharedImageProcessor, dedup_vision, vision_tower, vision_tower_owner
 
@@ -178,9 +183,12 @@ class GroupSharingMixin:
         """``model.model`` when it is Qwen2-VL-like (3D rope by ``get_rope_index``) with a packable
         attention, else None."""
         backbone = vision_tower_owner(self.accelerator.unwrap_model(model))
-        impl = getattr(getattr(backbone, "config", None), "get_text_config", lambda: None)()
-        impl = getattr(impl, "_attn_implementation", None)
+        config = getattr(backbone, "config", None)
+        impl = getattr(getattr(config, "get_text_config", lambda: None)(), "_attn_implementation", None)
         if backbone is None or not hasattr(backbone, "get_rope_index") or impl not in PACKABLE_ATTENTION:
+            return None
+        family = FAMILIES.get(getattr(config, "model_type", ""))
+        if family is not None and not family.kv_cache_only:  # recurrent layers: packing would leak across rows
             return None
         return backbone
 
