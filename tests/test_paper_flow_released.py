@@ -21,10 +21,12 @@ from migrl.cli import main
 from migrl.images import ImageSizing
 
 REPO = Path(__file__).resolve().parent.parent
-# family fixture -> its recipes, their image budget (sft.yaml's), the space its answers are in
+# family fixture -> its recipes, their image budget (sft.yaml's), the space its answers are in, and whether the
+# commands must be told that space (Qwen3.5's documentation states none: --coords, as its recipes say)
 FLOWS = {
-    "released_folder": (REPO / "recipes" / "paper", ImageSizing(3136, 1003520), "qwen25"),
-    "released_qwen3_vl_folder": (REPO / "recipes" / "qwen3vl", ImageSizing(65536, 1310720, 32), "qwen2"),
+    "released_folder": (REPO / "recipes" / "paper", ImageSizing(3136, 1003520), "qwen25", False),
+    "released_qwen3_vl_folder": (REPO / "recipes" / "qwen3vl", ImageSizing(65536, 1310720, 32), "qwen2", False),
+    "released_qwen3_5_folder": (REPO / "recipes" / "qwen3_5", ImageSizing(65536, 1310720, 32), "qwen2", True),
 }
 
 
@@ -43,7 +45,8 @@ def _loads_like_the_release(folder: Path, released: Path, budget: ImageSizing) -
 
     tok = _json(folder / "tokenizer.json")
     assert tok["truncation"] is None and tok["padding"] is None
-    assert _json(folder / "generation_config.json")["repetition_penalty"] == _json(released / "generation_config.json")["repetition_penalty"]
+    ours, theirs = _json(folder / "generation_config.json"), _json(released / "generation_config.json")
+    assert all(ours.get(k) == theirs.get(k) for k in ("repetition_penalty", "temperature", "top_p", "top_k"))
     processor, base = load_processor(folder), load_processor(released, budget)
     assert ImageSizing.from_processor(processor) == budget
     probe = probe_request([(1920, 1080), (1280, 720), (640, 480)])  # a served engine's start-up check
@@ -52,10 +55,11 @@ def _loads_like_the_release(folder: Path, released: Path, budget: ImageSizing) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", list(FLOWS), ids=["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("family", list(FLOWS), ids=["qwen2_5_vl", "qwen3_vl", "qwen3_5"])
 def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
     released_folder = request.getfixturevalue(family)
-    recipes, budget, coords = FLOWS[family]
+    recipes, budget, coords, told = FLOWS[family]
+    told_coords = ["--coords", coords] if told else []
     data = tmp_path / "datasets"
     mgrounding_common_object(data, 12)
     assert main(["prepare", "--config", str(prepare_recipe(tmp_path, data, coldstart=8, rl="all")),
@@ -63,7 +67,8 @@ def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
     coldstart, pool = tmp_path / "data" / "coldstart.jsonl", tmp_path / "data" / "rl_pool.jsonl"
     assert len(_lines(coldstart)) == 8 and len(_lines(pool)) == 4
 
-    student = ["--model", str(released_folder), "--max-pixels", str(budget.max_pixels)]
+    student = ["--model", str(released_folder), "--max-pixels", str(budget.max_pixels)] + \
+        (["--student-coords", coords] if told else [])
     syn = tmp_path / "synthesize"
     assert main(["synthesize", "--data", str(coldstart), "--out", str(syn), "--teacher", "scripted", *student]) == 0
     kept = _lines(syn / "sft.jsonl")
@@ -73,7 +78,8 @@ def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
         assert all(r["meta"]["response_space"]["max_pixels"] == budget.max_pixels for r in kept)
     hf = tmp_path / "synthesize_hf"  # the released folder as a local teacher (random weights: nothing kept)
     assert main(["synthesize", "--data", str(coldstart), "--out", str(hf), "--teacher", "hf", "--teacher-model",
-                 str(released_folder), "--k", "2", "--limit", "2", "--max-new-tokens", "8", *student]) == 0
+                 str(released_folder), "--k", "2", "--limit", "2", "--max-new-tokens", "8", *student,
+                 *(["--teacher-coords", coords] if told else [])]) == 0
     assert _json(hf / "stats.json")["asked"] == 2 and not _lines(hf / "bad_records.jsonl")
 
     sft = tmp_path / "sft"
@@ -86,7 +92,7 @@ def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
 
     reject = tmp_path / "reject"
     assert main(["reject", "--model", str(sft), "--data", str(pool), "--out", str(reject), "--k", "2",
-                 "--max-new-tokens", "8", "--batch-size", "8"]) == 0
+                 "--max-new-tokens", "8", "--batch-size", "8", *told_coords]) == 0
     stats = _json(reject / "stats.json")
     assert stats["asked"] == 4 and stats["bad_records"]["count"] == 0
     # Random weights answer every item wrong, so rejection keeps none; GRPO then trains on the pool itself
@@ -103,7 +109,8 @@ def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
 
     test = records_file(tmp_path / "test", 4)
     ev = tmp_path / "eval"
-    assert main(["eval", "--model", str(grpo), "--data", str(test), "--out", str(ev), "--max-new-tokens", "8"]) == 0
+    assert main(["eval", "--model", str(grpo), "--data", str(test), "--out", str(ev), "--max-new-tokens", "8",
+                 *told_coords]) == 0
     scores = _json(ev / "scores.json")
     assert scores["answer_space"]["coords"] == coords
     if coords == "qwen25":  # pixels of the resized image: the budget travels with the space
