@@ -38,7 +38,10 @@ Where each fact was checked (transformers 5.24 as installed, and the Qwen reposi
   video file's longest_edge 25165824 bounds all frames together), and ``layer_types`` makes every 4th decoder
   layer attention and the rest Gated DeltaNet, hence ``kv_cache_only=False``. Its box convention is not stated
   in its own documentation (QwenLM/Qwen3.5 README, the model cards): ``coords`` is None, so every command asks
-  for ``--coords`` rather than guessing.
+  for ``--coords`` rather than guessing. The nearest statements: third-party pages say "Qwen3-VL and 3.5" use
+  [0, 1000], and a Qwen maintainer, asked of a later generation whether coordinates are "still" in [0, 1000]
+  as in Qwen3.5, answers "in most cases ... relative coordinates normalized to [0, 1000]" (QwenLM
+  Qwen3.8-Flash-Next issue #4, 2026-08-27). recipes/qwen3_5/ pass ``coords: qwen2`` for that reason and say so.
 
 All six processors return ``mm_token_type_ids`` (``return_mm_token_type_ids = True`` and
 ``model_input_names``). It must travel with the batch: Qwen3-VL refuses a multimodal forward without it,
