@@ -17,6 +17,12 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     for stage in report["stages"].values():
         assert set(stage["tasks"]) == set(TASKS) and set(stage) == {"tasks", "id_avg", "ood_avg", "avg"}
         assert all(0 <= v <= 100 for v in stage["tasks"].values())
+    for stage, scores in report["stages"].items():  # every figure with its interval, holding the figure
+        bounds = report["intervals"][stage]
+        assert all(bounds[k][0] <= scores[k] <= bounds[k][1] for k in ("id_avg", "ood_avg", "avg"))
+    assert set(report["differences"]) == {"cot_sft-base", "rl-cot_sft"}
+    for diff in report["differences"].values():
+        assert all(low <= diff["value"][k] <= high for k, (low, high) in diff["interval"].items() if k in diff["value"])
     synthesis = report["synthesis"]
     assert synthesis["asked"] == 6 * (len(ID_TASKS) + 1) and 0 < synthesis["kept"] < synthesis["asked"]
     assert (tmp_path / "demo" / "grpo" / "model.safetensors").exists()

@@ -5,9 +5,13 @@ world -> evaluate the shipped tiny base -> synthesize (scripted teacher, k=4, co
 own command, configured by the recipes in ``recipes/demo/``. Writes ``<out>/report.json``::
 
     {"seconds": total, "synthesis": {"asked": N, "kept": M},
-     "stages": {"base": {"tasks", "id_avg", "ood_avg", "avg"}, "cot_sft": {...}, "rl": {...}}}
+     "stages": {"base": {"tasks", "id_avg", "ood_avg", "avg"}, "cot_sft": {...}, "rl": {...}},
+     "intervals": {"base": {figure: [low, high]}, ...},
+     "differences": {"cot_sft-base": {"value": {figure: d}, "interval": {figure: [low, high]}}, "rl-cot_sft": ...}}
 
-(percent), and prints a table. ``--until`` stops after a stage.
+(percent; intervals: 95% bootstrap over the test items, a difference's paired, ``migrl.scoring.intervals``).
+Each stage's ID / OOD / avg is printed as soon as its evaluation ends, the table at the end. ``--until``
+stops after a stage.
 
 ``--family qwen3-vl`` runs it on a tiny Qwen3-VL base (``--base FOLDER``, else the shipped
 ``assets/tiny-base-qwen3-vl``): the world's marked boxes and the synthesized targets are then written in the
@@ -27,7 +31,7 @@ from typing import Any, Callable, TypeVar
 from migrl.bad_records import OptionError
 from migrl.jsonl import write_json_atomic
 from migrl.models.family import DEFAULT_TINY_FAMILY
-from migrl.report.tables import stage_table
+from migrl.report.tables import difference_line, stage_line, stage_table
 from migrl.run_identity import StaleRunError
 
 T = TypeVar("T")
@@ -99,6 +103,7 @@ class Demo:
         self.out = Path(cfg.out)
         self.start = time.time()
         self.report: dict[str, Any] = {"seconds": 0.0, "stages": {}}
+        self.outcomes: dict[str, dict[str, Any]] = {}  # per stage: item -> [task, right], for the paired intervals
 
     def reporting(self) -> dict[str, str]:
         return {"report_to": self.cfg.report_to} if self.cfg.report_to else {}
@@ -123,10 +128,28 @@ class Demo:
     def evaluate(self, stage: str, model: str | None, test: Path) -> None:
         from migrl.stages.evaluate import EvalConfig, evaluate
 
+        from migrl.data.world import ID_TASKS
+        from migrl.scoring.intervals import intervals
+
         self.say(f"evaluating {stage}")
         cfg = EvalConfig(model=model, data=str(test), out=str(self.out / "eval" / stage), batch_size=self.cfg.batch_size)
-        self.report["stages"][stage] = _stage_scores(self.resumed(Path(cfg.out), lambda: evaluate(cfg)))
+        scores = self.resumed(Path(cfg.out), lambda: evaluate(cfg))
+        self.outcomes[stage] = scores["per_item"]
+        self.report["stages"][stage] = _stage_scores(scores)
+        self.report.setdefault("intervals", {})[stage] = intervals(scores["per_item"], ID_TASKS, seed=self.cfg.seed)
+        self.say(stage_line(stage, self.report["stages"][stage], self.report["intervals"][stage]))
         self.save()
+
+    def compare(self) -> None:
+        """Each stage against the one before it, on the same items: the difference and its paired interval."""
+        from migrl.data.world import ID_TASKS
+        from migrl.scoring.intervals import intervals, point
+
+        done = [s for s in STAGES if s in self.outcomes]
+        for before, after in zip(done, done[1:]):
+            a, b = self.outcomes[before], self.outcomes[after]
+            self.report.setdefault("differences", {})[f"{after}-{before}"] = {
+                "value": point(a, ID_TASKS, b), "interval": intervals(a, ID_TASKS, b, seed=self.cfg.seed)}
 
     def student_space(self) -> Any:
         """The space and image setting the base answers in, as its folder says (family, processor): the world's
@@ -156,9 +179,12 @@ class Demo:
                 pool = world(self.out / "world_rl", "train", cfg.rl_per_task, seed=cfg.seed + 1, tasks=ID_TASKS)
                 rl_model = self.reinforce(sft_model, pool)
                 self.evaluate("rl", str(rl_model), test)
+        self.compare()
         self.save()
         print()
-        print(stage_table(self.report["stages"]))
+        print(stage_table(self.report["stages"], self.report.get("intervals", {})))
+        for name, diff in self.report.get("differences", {}).items():
+            print(difference_line(name, diff))
         print(f"\n[demo] {self.report['seconds']:.0f} s; report: {self.out / 'report.json'}")
         return self.report
 

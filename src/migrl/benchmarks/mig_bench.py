@@ -210,14 +210,16 @@ def score(
     hits: dict[str, int] = {}
     totals: dict[str, int] = {}
     errors: list[str] = []
+    outcomes: dict[str, Any] = {}
     missing = 0
     for record in loaded.records:
         def judge(text: str, r: Record = record) -> bool:
             return is_hit(official_iou(list(r.boxes[0].bbox), predicted_box(text, r, coords, sizes, sizing)))
 
-        missing += tally(record, predictions, judge, hits, totals, errors)
+        missing += tally(record, predictions, judge, hits, totals, errors, outcomes)
     result = summarize(hits, totals, ID_TASKS)
     result["missing_predictions"] = missing
+    result["per_item"] = outcomes  # [task, right] per item: the bootstrap intervals resample these
     if errors:
         result["errors"] = errors
     inverted = [r for r in loaded.records if _inverted(r.boxes[0].bbox)]

@@ -35,14 +35,16 @@ def score(
     hits: dict[str, int] = {}
     totals: dict[str, int] = {}
     errors: list[str] = []
+    outcomes: dict[str, Any] = {}
     missing = 0
     for record in loaded.records:
         def judge(text: str, r=record) -> bool:
             return is_hit(record_iou(text, r, coords, sizes, sizing))
 
-        missing += tally(record, predictions, judge, hits, totals, errors)
+        missing += tally(record, predictions, judge, hits, totals, errors, outcomes)
     result = summarize(hits, totals, {r.task for r in loaded.records if r.domain == "id"})
     result["missing_predictions"] = missing
+    result["per_item"] = outcomes  # [task, right] per item: the bootstrap intervals resample these
     if errors:
         result["errors"] = errors
     result["protocol"] = protocol("migrl", "migrl records: Acc@0.5 (IoU >= 0.5 on the right image) per task, mean of tasks",

@@ -1,26 +1,55 @@
-"""Plain-text tables of scores for the terminal."""
+"""Plain-text tables of scores for the terminal: two decimals, in-domain tasks first, each figure with its 95%
+interval where one is given (``migrl.scoring.intervals``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+AVERAGES = (("id_avg", "ID avg"), ("ood_avg", "OOD avg"), ("avg", "avg"))
+
 
 def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    return "-" if value is None else f"{value:.2f}"
 
 
-def stage_table(stages: dict[str, dict[str, Any]]) -> str:
-    """Tasks as rows, stages as columns, then the ID / OOD / overall averages."""
+def _with(value: Any, bounds: list[float] | None) -> str:
+    return _cell(value) + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds and value is not None else "")
+
+
+def stage_line(stage: str, scores: dict[str, Any], bounds: dict[str, list[float]] | None = None) -> str:
+    """One stage's averages with their intervals, e.g. ``base: ID 1.00 [0.62, 1.50]  OOD ...``."""
+    bounds = bounds or {}
+    return f"{stage}: " + "  ".join(f"{label.replace(' avg', '')} {_with(scores.get(k), bounds.get(k))}"
+                                    for k, label in AVERAGES)
+
+
+def difference_line(name: str, diff: dict[str, Any]) -> str:
+    """``rl-cot_sft: ID +0.12 [-0.40, 0.65]  OOD ...``: a difference and its paired interval."""
+    value, bounds = diff["value"], diff["interval"]
+    return f"{name}: " + "  ".join(
+        f"{label.replace(' avg', '')} {value[k]:+.2f} [{bounds[k][0]:+.2f}, {bounds[k][1]:+.2f}]"
+        for k, label in AVERAGES if k in value)
+
+
+def stage_table(stages: dict[str, dict[str, Any]], intervals: dict[str, dict[str, list[float]]] | None = None,
+                domains: dict[str, str] | None = None) -> str:
+    """Tasks as rows (in-domain first), stages as columns, then the ID / OOD / overall averages; a 95% interval
+    beside each figure that has one."""
+    from migrl.tasks import ID_TASKS
+
+    intervals = intervals or {}
     names = list(stages)
     tasks: list[str] = []
     for scores in stages.values():
         tasks += [t for t in scores.get("tasks", {}) if t not in tasks]
-    width = max([len(t) for t in tasks] + [8])
-    header = f"{'task':<{width}}  " + "  ".join(f"{n:>8}" for n in names)
-    lines = [header, "-" * len(header)]
-    for t in tasks:
-        lines.append(f"{t:<{width}}  " + "  ".join(f"{_cell(stages[n].get('tasks', {}).get(t)):>8}" for n in names))
-    lines.append("-" * len(header))
-    for key, label in (("id_avg", "ID avg"), ("ood_avg", "OOD avg"), ("avg", "avg")):
-        lines.append(f"{label:<{width}}  " + "  ".join(f"{_cell(stages[n].get(key)):>8}" for n in names))
-    return "\n".join(lines)
+    in_domain = set(ID_TASKS) if domains is None else {t for t, d in domains.items() if d == "id"}
+    tasks.sort(key=lambda t: (t not in in_domain, t))
+    rows = [[f"{t} ({'ID' if t in in_domain else 'OOD'})"] +
+            [_with(stages[n].get("tasks", {}).get(t), intervals.get(n, {}).get(t)) for n in names] for t in tasks]
+    averages = [[label] + [_with(stages[n].get(k), intervals.get(n, {}).get(k)) for n in names] for k, label in AVERAGES]
+    width = max(len(r[0]) for r in rows + averages)
+    cols = [max([len(n)] + [len(r[i + 1]) for r in rows + averages]) for i, n in enumerate(names)]
+    def line(cells: list[str]) -> str:
+        return f"{cells[0]:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells[1:], cols))
+    header = line(["task"] + names)
+    return "\n".join([header, "-" * len(header), *map(line, rows), "-" * len(header), *map(line, averages)])

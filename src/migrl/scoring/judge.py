@@ -12,7 +12,7 @@ Ref-L4's strict ``>``), the benchmark module keeps that rule and says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from migrl.boxes import ACCURACY_THRESHOLD, Bbox, PredictedBox, Space, convert, iou, parse_answer
 from migrl.images import ImageError, ImageSizing
@@ -79,17 +79,19 @@ def record_iou(text: object, record: Record, coords: Space, size_of_path: Callab
 
 
 def tally(record: Record, predictions: dict[str, str], judge: Callable[[str], bool],
-          hits: dict[str, int], totals: dict[str, int], errors: list[str]) -> bool:
-    """Add one record to a scorer's tallies (an unreadable image scores it 0 and is listed); returns whether
-    its prediction was missing (it counts as wrong)."""
+          hits: dict[str, int], totals: dict[str, int], errors: list[str], outcomes: dict[str, Any] | None = None) -> bool:
+    """Add one record to a scorer's tallies (an unreadable image scores it 0 and is listed), and its outcome
+    ``[task, 0 | 1]`` to ``outcomes`` (what ``migrl.scoring.intervals`` resamples); returns whether its
+    prediction was missing (it counts as wrong)."""
     totals[record.task] = totals.get(record.task, 0) + 1
     text = predictions.get(record.id)
-    if text is None:
-        return True
-    try:
-        correct = judge(text)
-    except ImageError as exc:
-        errors.append(f"record {record.id}: {exc}")
-        correct = False
-    hits[record.task] = hits.get(record.task, 0) + bool(correct)
-    return False
+    correct = False
+    if text is not None:
+        try:
+            correct = bool(judge(text))
+        except ImageError as exc:
+            errors.append(f"record {record.id}: {exc}")
+        hits[record.task] = hits.get(record.task, 0) + correct
+    if outcomes is not None:
+        outcomes[record.id] = [record.task, int(correct)]
+    return text is None
