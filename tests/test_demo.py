@@ -26,6 +26,8 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     synthesis = report["synthesis"]
     assert synthesis["asked"] == 6 * (len(ID_TASKS) + 1) and 0 < synthesis["kept"] < synthesis["asked"]
     assert (tmp_path / "demo" / "grpo" / "model.safetensors").exists()
+    page = (tmp_path / "demo" / "report" / "report.html").read_text()  # the demo writes its HTML report itself
+    assert all(f"<th>{stage}</th>" in page for stage in report["stages"]) and "<img" in page
 
 
 @pytest.mark.slow  # trains or runs the demo: end to end

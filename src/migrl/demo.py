@@ -140,6 +140,14 @@ class Demo:
         self.say(stage_line(stage, self.report["stages"][stage], self.report["intervals"][stage]))
         self.save()
 
+    def write_html(self, test: Path) -> Path:
+        """``migrl report`` on the stages' evaluations: tables, the paper beside them, box pictures."""
+        from migrl.report.build import write_report
+
+        runs = {stage: self.out / "eval" / stage for stage in STAGES if stage in self.report["stages"]}
+        _, page = write_report(runs, test, self.out / "report")
+        return page
+
     def compare(self) -> None:
         """Each stage against the one before it, on the same items: the difference and its paired interval."""
         from migrl.data.world import ID_TASKS
@@ -181,11 +189,12 @@ class Demo:
                 self.evaluate("rl", str(rl_model), test)
         self.compare()
         self.save()
+        page = self.write_html(test)
         print()
         print(stage_table(self.report["stages"], self.report.get("intervals", {})))
         for name, diff in self.report.get("differences", {}).items():
             print(difference_line(name, diff))
-        print(f"\n[demo] {self.report['seconds']:.0f} s; report: {self.out / 'report.json'}")
+        print(f"\n[demo] {self.report['seconds']:.0f} s; report: {page} (figures: {self.out / 'report.json'})")
         return self.report
 
     def cold_start(self, train: Path) -> Path:
