@@ -415,3 +415,37 @@ def test_eval_on_qwen3_5_asks_for_coords_then_runs(released_qwen3_5_folder, tmp_
     assert main(["eval", "--model", str(released_qwen3_5_folder), "--data", str(data), "--out", str(out),
                  "--coords", "qwen2", "--max-new-tokens", "4"]) == 0
     assert json.loads((out / "scores.json").read_text())["answer_space"]["coords"] == "qwen2"
+
+
+def test_every_conversion_of_a_qwen3_vl_box_by_hand():
+    """One prompt of three picture sizes, the object in picture 2 (1280x720, pixels 320,180,960,540): each place
+    that converts a box gives Qwen3-VL's hand-computed [250, 250, 750, 750] (or the pixels back from it)."""
+    from PIL import Image
+
+    from migrl.records import GroundTruthBox, Record
+    from migrl.report.pictures import place_prediction
+    from migrl.rewards import answer_iou, target_in_model_space
+    from migrl.scoring.judge import record_iou
+    from migrl.stages.synthesize import in_student_space, judge
+
+    record = Record(id="r", task="common_object", images=("a.png", "b.png", "c.png"), question="q",
+                    boxes=(GroundTruthBox(1, PIXEL_BOX[(1280, 720)], "pixels"),))
+    sizes, student = list(SIZES), ImageSizing.for_family(QWEN3_VL)
+    hand = QWEN3_VL_BOX[(1280, 720)]
+    answer = f'<think>in picture 2</think><answer>{{"image": 2, "bbox_2d": {hand}}}</answer>'
+    # the reward's target, in the model's space
+    target = target_in_model_space(record, sizes, Space.QWEN2, student)
+    assert target["bbox"] == hand and target["extent"] == [0, 0, 1000, 1000]
+    assert answer_iou(answer, target) == 1.0
+    # a Qwen2.5-VL-72B teacher's answer (pixels of 1280x720 resized to 1288x728) rewritten for the student
+    teacher = '<think>in picture 2</think><answer>{"image": 2, "bbox_2d": [322, 182, 966, 546]}</answer>'
+    judged = judge(teacher, record, sizes, Space.QWEN25, ImageSizing())
+    assert judged.iou == pytest.approx(1.0) and judged.pixels_box == pytest.approx(PIXEL_BOX[(1280, 720)])
+    assert in_student_space(judged, (1280, 720), Space.QWEN2, student) == answer
+    # the scorer (migrl records): right on picture 2, nothing on picture 1
+    size_of = dict(zip(record.images, sizes)).__getitem__
+    assert record_iou(answer, record, Space.QWEN2, size_of, student) == pytest.approx(1.0)
+    assert record_iou(answer.replace('"image": 2', '"image": 1'), record, Space.QWEN2, size_of, student) == 0.0
+    # the report's picture draws the pixels back on picture 2
+    drawn = place_prediction("m", answer, record, [Image.new("RGB", s) for s in sizes], Space.QWEN2, student)
+    assert drawn.image_index == 1 and drawn.bbox == pytest.approx(PIXEL_BOX[(1280, 720)]) and drawn.iou == pytest.approx(1.0)
