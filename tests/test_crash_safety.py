@@ -151,6 +151,8 @@ def teacher_asks(server: FakeOpenAIServer, pool: Path) -> Callable[[int], list[s
     assert len(by_image) == len(read_records(pool))  # every item knowable by its first image
 
     def item(call) -> str | None:  # None: migrl's start-up probe, whose images are not the pool's
+        if "messages" not in call.body:  # a request torn by the kill: the server could not read it, nor answer
+            return None
         url = next(p["image_url"]["url"] for p in call.body["messages"][-1]["content"] if p["type"] == "image_url")
         return by_image.get(url)
 
