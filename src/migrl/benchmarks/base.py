@@ -21,7 +21,7 @@ from migrl.bad_records import OptionError
 from migrl.boxes import Space
 from migrl.images import ImageSizes, ImageSizing
 from migrl.records import LoadReport, Record, RecordError, record_from_dict
-from migrl.scoring.judge import target_box
+from migrl.scoring.judge import tally, target_box
 from migrl.scoring.summary import summarize
 
 if TYPE_CHECKING:
@@ -226,6 +226,20 @@ def result(
     errors = list(errors)
     if errors:
         out["errors"] = errors
+    return out
+
+
+def score_records_with(records: Iterable[Record], predictions: dict[str, str], judge: Callable[[Record, str], bool],
+                       id_tasks: Iterable[str] | None = None) -> dict[str, Any]:
+    """The result contract of Acc-style scoring: each record tallied with ``judge(record, text)``, and each item's
+    outcome under ``per_item`` (what the bootstrap intervals resample)."""
+    hits: dict[str, int] = {}
+    totals: dict[str, int] = {}
+    errors: list[str] = []
+    outcomes: dict[str, Any] = {}
+    missing = sum(tally(r, predictions, lambda text, r=r: judge(r, text), hits, totals, errors, outcomes) for r in records)
+    out = result(hits, totals, missing, errors, id_tasks)
+    out["per_item"] = outcomes
     return out
 
 

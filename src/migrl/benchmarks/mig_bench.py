@@ -23,12 +23,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from migrl.benchmarks.base import protocol
+from migrl.benchmarks.base import protocol, score_records_with
 from migrl.boxes import PredictedBox, Space, answer_part
 from migrl.images import ImageSizes, ImageSizing
 from migrl.records import GroundTruthBox, LoadReport, Record
-from migrl.scoring.judge import is_hit, tally, target_box
-from migrl.scoring.summary import summarize
+from migrl.scoring.judge import is_hit, target_box
 from migrl.tasks import ID_TASKS
 
 
@@ -207,21 +206,12 @@ def score(
 ) -> dict[str, Any]:
     """Acc@0.5 per task; a record without a prediction counts as wrong. Record id = position in file."""
     sizes = ImageSizes(root) if root is not None else None
-    hits: dict[str, int] = {}
-    totals: dict[str, int] = {}
-    errors: list[str] = []
-    outcomes: dict[str, Any] = {}
-    missing = 0
-    for record in loaded.records:
-        def judge(text: str, r: Record = record) -> bool:
-            return is_hit(official_iou(list(r.boxes[0].bbox), predicted_box(text, r, coords, sizes, sizing)))
 
-        missing += tally(record, predictions, judge, hits, totals, errors, outcomes)
-    result = summarize(hits, totals, ID_TASKS)
-    result["missing_predictions"] = missing
-    result["per_item"] = outcomes  # [task, right] per item: the bootstrap intervals resample these
-    if errors:
-        result["errors"] = errors
+    def judge(r: Record, text: str) -> bool:
+        return is_hit(official_iou(list(r.boxes[0].bbox), predicted_box(text, r, coords, sizes, sizing)))
+
+    result = score_records_with(loaded.records, predictions, judge, ID_TASKS)
+    errors = result.get("errors", [])
     inverted = [r for r in loaded.records if _inverted(r.boxes[0].bbox)]
     result["zero_for_bad_input_items"] = [
         {"record": r.id, "field": "answer", "reason": f"inverted ground-truth box {list(r.boxes[0].bbox)}: the official rule scores it 0"}

@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from migrl.benchmarks.base import protocol
+from migrl.benchmarks.base import protocol, score_records_with
 from migrl.boxes import Space
 from migrl.images import ImageSizes, ImageSizing
 from migrl.records import LoadReport, load_records
-from migrl.scoring.judge import is_hit, record_iou, tally
-from migrl.scoring.summary import summarize
+from migrl.scoring.judge import is_hit, record_iou
 
 
 def load(data_path: str | Path, image_root: str | Path | None = None) -> LoadReport:
@@ -32,21 +31,9 @@ def score(
 ) -> dict[str, Any]:
     """Acc@0.5 per task in percent, with ID / OOD / overall means over tasks; missing predictions are wrong."""
     sizes = ImageSizes(root)
-    hits: dict[str, int] = {}
-    totals: dict[str, int] = {}
-    errors: list[str] = []
-    outcomes: dict[str, Any] = {}
-    missing = 0
-    for record in loaded.records:
-        def judge(text: str, r=record) -> bool:
-            return is_hit(record_iou(text, r, coords, sizes, sizing))
-
-        missing += tally(record, predictions, judge, hits, totals, errors, outcomes)
-    result = summarize(hits, totals, {r.task for r in loaded.records if r.domain == "id"})
-    result["missing_predictions"] = missing
-    result["per_item"] = outcomes  # [task, right] per item: the bootstrap intervals resample these
-    if errors:
-        result["errors"] = errors
+    records = loaded.records
+    result = score_records_with(records, predictions, lambda r, text: is_hit(record_iou(text, r, coords, sizes, sizing)),
+                                {r.task for r in records if r.domain == "id"})
     result["protocol"] = protocol("migrl", "migrl records: Acc@0.5 (IoU >= 0.5 on the right image) per task, mean of tasks",
-                                  sum(totals.values()), len(errors))
+                                  len(records), len(result.get("errors", [])))
     return result

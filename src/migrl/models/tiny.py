@@ -23,7 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -211,12 +211,16 @@ def make_config(tokenizer: Qwen2Tokenizer, shape: TinyShape) -> Qwen2_5_VLConfig
     return Qwen2_5_VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
+        **vision_token_ids(tokenizer),
         tie_word_embeddings=True,
     )
+
+
+def vision_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The config fields naming the image / video placeholder and vision start / end tokens (both families')."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {"image_token_id": ids("<|image_pad|>"), "video_token_id": ids("<|video_pad|>"),
+            "vision_start_token_id": ids("<|vision_start|>"), "vision_end_token_id": ids("<|vision_end|>")}
 
 
 def tokenizer_corpus(n_items: int = 300, seed: int = 12345) -> list[str]:
@@ -331,10 +335,7 @@ def make_qwen3_config(tokenizer: Qwen2Tokenizer, shape: TinyShape, sizing: Image
     return Qwen3VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
+        **vision_token_ids(tokenizer),
         tie_word_embeddings=True,
     )
 

@@ -44,7 +44,7 @@ def check(cfg: ScoreConfig) -> None:
 
 
 def score(cfg: ScoreConfig, space: AnswerSpace) -> Scored:
-    check(cfg)
+    """Score ``cfg`` in ``space``; ``check(cfg)`` first (migrl score runs it before resolving the space)."""
     entry = get(cfg.benchmark)
     preds = read_predictions(cfg.predictions)
     empty = BadRecords(cfg.predictions, cfg.strict)  # faults of the predictions file
