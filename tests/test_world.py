@@ -81,3 +81,28 @@ def test_rewriting_a_split_is_identical(tmp_path):
     for row in rows:
         for p in row["images"]:
             assert (tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes()
+
+
+
+def test_migrl_world_writes_marked_boxes_in_the_students_space(tmp_path):
+    """The red box a tracking question names is where the student's numbers put it: resized-image pixels for
+    the tiny Qwen2.5-VL base, [0, 1000] of the image for a Qwen3-VL student (its folder says so); both are the
+    same box of the picture."""
+    import re
+
+    from migrl.boxes import convert
+    from migrl.cli import main
+    from migrl.models.loading import shipped_base
+
+    def marked(folder, *flags):
+        assert main(["world", "--out", str(folder), "--train", "0", "--test", "1", "--tasks", "object_tracking", *flags]) == 0
+        record = json.loads((folder / "test.jsonl").read_text().splitlines()[0])
+        size = Image.open(folder / record["images"][0]).size
+        return [float(v) for v in re.search(r"red box \[([^\]]+)\]", record["question"]).group(1).split(",")], size
+
+    (pixels, size), (thousandths, size3) = marked(tmp_path / "tiny"), marked(tmp_path / "q3", "--model", str(shipped_base("qwen3-vl")))
+    assert size == size3 and max(thousandths) > max(size)  # the same picture; [0, 1000] runs past its pixels
+    from migrl.images import TINY_SIZING
+
+    in_pixels = convert(pixels, "qwen25", "pixels", size, TINY_SIZING)
+    assert convert(thousandths, "qwen2", "pixels", size) == pytest.approx(in_pixels, abs=size[0] / 100)

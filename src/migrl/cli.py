@@ -42,12 +42,18 @@ def _answer_space(args: argparse.Namespace, command: str, coords: str | None = N
 
 
 def cmd_world(args: argparse.Namespace) -> int:
+    from migrl.answer_space import resolve_coords, resolve_sizing
     from migrl.data.world import TASKS, write_split
+    from migrl.models.loading import resolve_model_path
 
     tasks = tuple(args.tasks.split(",")) if args.tasks else TASKS
+    # marked boxes in the questions are written in the student's space, as eval's default model reads them
+    model = resolve_model_path(args.model)
+    coords = resolve_coords("migrl world", model, args.coords)
+    sizing = resolve_sizing("migrl world", model, args.min_pixels, args.max_pixels)
     for split, n in (("train", args.train), ("test", args.test)):
         if n:
-            path = write_split(args.out, split, n, seed=args.seed, tasks=tasks)
+            path = write_split(args.out, split, n, seed=args.seed, tasks=tasks, sizing=sizing, coords=coords)
             print(f"wrote {path} ({n} per task x {len(tasks)} tasks)")
     return 0
 
@@ -227,7 +233,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(DemoConfig(out=args.out, base=args.base, per_task=args.per_task, train_per_task=args.train_per_task, seed=args.seed,
                         batch_size=args.batch_size, until=args.until, rl_per_task=args.rl_per_task,
                         sft_max_steps=args.sft_max_steps, grpo_max_steps=args.grpo_max_steps, report_to=args.report_to,
-                        family=args.family))
+                        family=args.family, ablations=args.ablations))
     return 0
 
 
@@ -293,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--test", type=int, default=50, help="items per task in the test split")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--tasks", default="", help="comma-separated subset of tasks")
+    w.add_argument("--model", "--model_name_or_path", default=None,
+                   help="the student: the marked boxes in questions are written in its space and image setting "
+                        "(default: the shipped tiny base, as for migrl eval)")
+    w.add_argument("--coords", default=None, choices=SPACES, help=COORDS_HELP)
+    add_options(w, ImageSetting)
     w.set_defaults(func=cmd_world)
 
     b = sub.add_parser("pretrain-base", help="pretrain the tiny base model from scratch (~30 min on 2 cores; resumable)")
@@ -387,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sft-max-steps", type=int, default=0, help="SFT steps (0: the demo recipe's)")
     d.add_argument("--grpo-max-steps", type=int, default=0, help="GRPO steps (0: the demo recipe's)")
     d.add_argument("--report-to", default="", help="the trainers' loggers, e.g. tensorboard (default: the recipes' none)")
+    d.add_argument("--ablations", action="store_true",
+                   help="then the paper's ablations (Tables 9, 10) in miniature: runs/demo/ablations/ablations.md (resumable)")
     d.set_defaults(func=cmd_demo)
 
     sw = sub.add_parser("sweep", help="run recipe variants (the paper's ablations) and table their scores (resumable)")
