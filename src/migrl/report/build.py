@@ -2,7 +2,9 @@
 
 The numbers are the eval folders' ``scores.json`` as written (never re-scored here), so the report
 says exactly what the scorer said. Pictures and per-item answers come from ``predictions.jsonl``
-and the records the eval ran on.
+and the records the eval ran on. The charts (``charts``, inline SVG) show those numbers with the bootstrap
+intervals of their ``per_item``, the answers' format / right-image rates, and the training curves of the model
+folder each eval folder names (``runinfo``); report.md gives each chart's figures as a table.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from migrl.answer_space import SPACES_NEEDING_SIZING, AnswerSpace
 from migrl.bad_records import OptionError
 from migrl.benchmarks import Benchmark, get
 from migrl.benchmarks.base import root_of
-from migrl.boxes import Space
+from migrl.boxes import Space, parse_answer
 from migrl.images import ImageError, ImageSizing, resolve_image_path
 from migrl.jsonl import write_text_atomic
 from migrl.records import LoadReport, Record, load_records
+from migrl.report import runinfo
+from migrl.report.charts import Bars, bar_chart, line_chart
 from migrl.report.paper import paper_rows
 from migrl.report.pictures import (
     BoxReader,
@@ -30,8 +34,9 @@ from migrl.report.pictures import (
     place_prediction,
     save_png_atomic,
 )
-from migrl.report.render import Item, Table, to_html, to_markdown
-from migrl.scoring.judge import first_box
+from migrl.report.render import Chart, Item, Table, to_html, to_markdown
+from migrl.scoring.intervals import intervals
+from migrl.scoring.judge import first_box, target_box
 from migrl.scoring.predictions import read_predictions
 
 PICTURES = "pictures"
@@ -143,14 +148,23 @@ def run_notes(runs: list[Run]) -> list[str]:
 
 
 def select_records(records: list[Record], runs: list[Run], per_task: int) -> list[Record]:
-    """The first ``per_task`` grounding records of each task that some run answered."""
+    """Up to ``per_task`` grounding records of each task that some run answered: first one the last run got
+    right and one it got wrong (its scores' ``per_item``), where they exist, so the pictures show both; then
+    the task's first others. In the records' order."""
     answered = {rid for run in runs for rid in run.predictions}
-    chosen, seen = [], {}
+    outcome = runs[-1].scores.get("per_item") or {} if runs else {}
+    by_task: dict[str, list[Record]] = {}
     for record in records:
-        if record.boxes and record.id in answered and seen.get(record.task, 0) < per_task:
-            seen[record.task] = seen.get(record.task, 0) + 1
-            chosen.append(record)
-    return chosen
+        if record.boxes and record.id in answered:
+            by_task.setdefault(record.task, []).append(record)
+    chosen: set[str] = set()
+    for candidates in by_task.values():
+        hit = next((r.id for r in candidates if r.id in outcome and outcome[r.id][1]), None)
+        miss = next((r.id for r in candidates if r.id in outcome and not outcome[r.id][1]), None)
+        picks = [rid for rid in (hit, miss) if rid is not None][:per_task]
+        picks += [r.id for r in candidates if r.id not in picks][:per_task - len(picks)]
+        chosen.update(picks)
+    return [r for r in records if r.id in chosen]
 
 
 def _picture_name(n: int, record: Record) -> str:
@@ -218,6 +232,118 @@ def runs_answer_space(runs: dict[str, Path]) -> AnswerSpace:
     return next(iter(spaces.values()))
 
 
+def figure_intervals(runs: list[Run], domains: dict[str, str], entry: Benchmark) -> dict[str, dict[str, list[float]]]:
+    """Each run's 95% bootstrap intervals (``migrl.scoring.intervals``, seed 0) from its ``per_item``, computed
+    here once for every chart and table; a run whose scorer keeps no ``per_item`` has none."""
+    from migrl.tasks import ID_TASKS
+
+    in_domain = {t for t, d in domains.items() if d == "id"} if domains else set(ID_TASKS)
+    out = {}
+    for run in runs:
+        per_item = run.scores.get("per_item")
+        if per_item:  # without a split "id_avg" is the mean of every task, as the scorer has it
+            id_tasks = in_domain if entry.id_ood_split else {task for task, _ in per_item.values()}
+            out[run.label] = intervals(per_item, id_tasks, seed=0)
+    return out
+
+
+def _groups(runs: list[Run], domains: dict[str, str], entry: Benchmark) -> list[tuple[str, str]]:
+    """(figure key, name) of each bar group: the tasks, then the averages the score table shows."""
+    averages = AVERAGES if entry.id_ood_split else AVERAGES[-1:]
+    return [(t, t) for t in _task_order(runs, domains)] + list(averages)
+
+
+def _figure(scores: dict[str, Any], key: str) -> Any:
+    return scores.get("tasks", {}).get(key) if key in scores.get("tasks", {}) else scores.get(key)
+
+
+def score_chart(runs: list[Run], domains: dict[str, str], entry: Benchmark,
+                bounds: dict[str, dict[str, list[float]]]) -> Chart:
+    """Bars per task and average, one per run, with the 95% intervals as whiskers; its table for report.md."""
+    groups = _groups(runs, domains, entry)
+    series = [Bars(run.label, {name: _figure(run.scores, key) for key, name in groups},
+                   {name: bounds[run.label][key] for key, name in groups if key in bounds.get(run.label, {})})
+              for run in runs]
+    rows = [[name] + [_number(s.values[name]) + (" [{:.2f}, {:.2f}]".format(*s.bounds[name]) if name in s.bounds else "")
+                      for s in series] for _, name in groups]
+    missing = [run.label for run in runs if run.label not in bounds]
+    note = "95% bootstrap intervals over the items, resampled within each task (2,000 draws, seed 0)" + (
+        f"; no interval for {', '.join(missing)}: its scores.json keeps no per_item" if missing else "")
+    title = entry.score_title.replace("Scores", "Accuracy") + " with 95% intervals"
+    return Chart(title, bar_chart(title, [n for _, n in groups], series, order=[r.label for r in runs]),
+                 Table(title, ["figure"] + [r.label for r in runs], rows, note))
+
+
+def answer_rates(records: list[Record], run: Run) -> dict[str, float]:
+    """Percent of the run's scored grounding items whose answer has the trained format (the format reward's
+    rule, ``parse_answer(...).format_ok``) and whose box lies on the target image (the judge's ``target_box``:
+    the image the answer names, else the target); {} where no such item was answered."""
+    scored = run.scores.get("per_item") or run.predictions
+    items = [r for r in records if r.target is not None and r.id in scored]
+    texts = [(run.predictions.get(r.id), r) for r in items]
+    if not run.predictions or not items:
+        return {}
+    formatted = sum(t is not None and parse_answer(t).format_ok for t, _ in texts)
+    on_target = sum(t is not None and target_box(t, r.target.image_index) is not None for t, r in texts)
+    return {"format": 100.0 * formatted / len(items), "right image": 100.0 * on_target / len(items),
+            "items": float(len(items))}
+
+
+def rates_chart(runs: list[Run], rates: dict[str, dict[str, float]]) -> Chart | None:
+    shown = [run for run in runs if rates.get(run.label)]
+    if not shown:
+        return None
+    groups = ["format", "right image"]
+    series = [Bars(run.label, {g: rates[run.label][g] for g in groups}) for run in shown]
+    rows = [[run.label] + [_number(rates[run.label][g]) for g in groups] + [f"{rates[run.label]['items']:.0f}"]
+            for run in shown]
+    title = "Answers with the trained format / the box on the right image (%)"
+    note = ("format: <think>..</think><answer> with a JSON box (the format reward's rule); right image: the answer's "
+            "first box lies on the image the object is in; over the run's scored items with a target box")
+    return Chart(title, bar_chart(title, groups, series, order=[r.label for r in runs]),
+                 Table(title, ["run", "format", "right image", "items"], rows, note))
+
+
+def curve_charts(logs: dict[str, list[dict[str, Any]]], order: list[str]) -> list[Chart]:
+    """The trainers' curves over steps (``runinfo.CURVES``), with first / last / min / max for report.md."""
+    charts = []
+    for title, unit, series in runinfo.curves(logs):
+        rows = [[label, f"{pts[0][0]:g}-{pts[-1][0]:g}", f"{pts[0][1]:.4g}", f"{pts[-1][1]:.4g}",
+                 f"{min(v for _, v in pts):.4g}", f"{max(v for _, v in pts):.4g}"] for label, pts in series.items()]
+        charts.append(Chart(title, line_chart(title, series, unit, order),
+                            Table(title, ["run", "steps", "first", "last", "min", "max"], rows,
+                                  "from the model folder's trainer_state.json (log_history)")))
+    return charts
+
+
+def runs_table(runs: list[Run], models: dict[str, tuple[Path | None, str]], log_notes: dict[str, str]) -> Table:
+    """Which model answered each run, found from its eval folder (``runinfo``), and how it was evaluated."""
+    rows = []
+    for run in runs:
+        model, why = models[run.label]
+        settings = runinfo.eval_identity(run.folder)
+        asked = ", ".join(f"{k} {settings[k]}" for k in ("max_new_tokens", "cot") if k in settings) or "-"
+        rows.append([run.label, str(run.folder), str(model) if model else f"unknown ({why})",
+                     runinfo.family_name(model), runinfo.recipe_of(model), runinfo.evaluated_at(run.folder),
+                     asked, log_notes.get(run.label) or ("-" if model is None else "trainer_state.json")])
+    return Table("Runs", ["run", "eval folder", "model folder", "family", "recipe", "evaluated", "eval settings",
+                          "training log"], rows, f"Report written by migrl {runinfo.migrl_version()}; model folders "
+                 "found by the weight fingerprint the eval recorded (predictions.run.json).")
+
+
+def run_figures(runs: list[Run], records: list[Record], domains: dict[str, str],
+                entry: Benchmark) -> tuple[list[Table], list[Chart]]:
+    """The runs table, and every chart: accuracy with intervals, answer rates, training curves."""
+    models = runinfo.find_models({run.label: run.folder for run in runs})
+    logs, log_notes = {}, {}
+    for run in runs:
+        logs[run.label], log_notes[run.label] = runinfo.training_log(models[run.label][0])
+    rates = {run.label: answer_rates(records, run) for run in runs}
+    charts = [score_chart(runs, domains, entry, figure_intervals(runs, domains, entry)), rates_chart(runs, rates)]
+    charts += curve_charts(logs, [run.label for run in runs])
+    return [runs_table(runs, models, log_notes)], [c for c in charts if c is not None]
+
+
 def write_report(
     runs: dict[str, Path],
     data: Path,
@@ -252,7 +378,8 @@ def write_report(
     items = make_pictures(chosen, loaded, root, out, coords, sizing, entry.box_reader(coords) or first_box,
                           every_box=entry.every_box)
     unreadable = sorted({path for r in chosen for path in r.images if not _readable(path, root)})
-    tables = [score_table(loaded, domains, entry)]
+    meta, charts = run_figures(loaded, records.records, domains, entry)
+    tables = meta + [score_table(loaded, domains, entry)]
     comparison = paper_table(loaded, entry)
     if comparison is not None:
         tables.append(comparison)
@@ -262,6 +389,6 @@ def write_report(
                      "pass --image-root, the folder the data's image paths are relative to")
     title = f"migrl report: {benchmark}"
     md, page = out / "report.md", out / "report.html"
-    write_text_atomic(md, to_markdown(title, tables, items, notes))
-    write_text_atomic(page, to_html(title, tables, items, notes))
+    write_text_atomic(md, to_markdown(title, tables, items, notes, charts))
+    write_text_atomic(page, to_html(title, tables, items, notes, charts))
     return md, page

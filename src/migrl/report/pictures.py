@@ -1,5 +1,9 @@
 """Box pictures, like the paper's Figure 3: every image of an item side by side, numbered as the
-prompt numbers them, ground truth in green and a run's predicted box in red, one row per run."""
+prompt numbers them, ground truth in green and a run's predicted box in dashed magenta, one row per run.
+
+The prediction's colour is none the images use: the world's prompts draw a red frame around the object to
+follow (tracking, multi-view, correspondence; ``migrl.data.scenes.render``), and its objects are red, green,
+blue, yellow, purple and cyan (``scenes.COLOURS``); a red prediction box would look like the prompt's marker."""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from migrl.images import ImageError, ImageSizing, load_image, resolve_image_path
 from migrl.records import Record
 from migrl.scoring.judge import first_box, is_hit
 
-TRUTH, PREDICTION = (0, 190, 0), (230, 0, 0)
+TRUTH, PREDICTION = (0, 190, 0), (255, 0, 255)  # solid green; magenta, away from every marker and object colour
+TRUTH_NAME, PREDICTION_NAME = "solid green", "dashed magenta"  # what the legend says of them
+DASH = 5  # pixels on, then off, along a prediction's outline: a second cue besides the colour
 HEIGHT = 192  # every image is scaled to this height: the world's 112 px pictures become legible
 GAP, CAPTION = 8, 18
 FONT_SIZE = 13  # Pillow's default caption font is 10 px: too small to read beside 192 px pictures
@@ -135,14 +141,29 @@ def _panel(image: Image.Image | None) -> tuple[Image.Image, float]:
     return image.resize((max(1, round(image.width * scale)), HEIGHT), Image.Resampling.BICUBIC), scale
 
 
+def _dashed(draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float], color: tuple, width: int) -> None:
+    """A rectangle's outline in dashes of DASH pixels (Pillow draws solid outlines only); the box is not empty."""
+    x1, y1, x2, y2 = box
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = abs(bx - ax) + abs(by - ay)  # each edge is horizontal or vertical
+        for start in range(0, int(length) + 1, 2 * DASH):
+            t0, t1 = start / length, min(start + DASH, length) / length
+            draw.line((ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1),
+                      fill=color, width=width)
+
+
 def _rectangle(
-    draw: ImageDraw.ImageDraw, bbox: Bbox, panel: tuple[Image.Image, float], x0: int, y0: int, color: tuple, width: int
+    draw: ImageDraw.ImageDraw, bbox: Bbox, panel: tuple[Image.Image, float], x0: int, y0: int, color: tuple, width: int,
+    dashed: bool = False,
 ) -> None:
     image, scale = panel
     # clipped to its panel: a box running off its image must not land on the neighbour
     x1, y1, x2, y2 = clip_box([v * scale for v in bbox], image.width - 1, image.height - 1)
     if x2 > x1 and y2 > y1:  # an inverted or fully outside box has nothing to draw
-        draw.rectangle((x0 + x1, y0 + y1, x0 + x2, y0 + y2), outline=color, width=width)
+        if dashed:
+            _dashed(draw, (x0 + x1, y0 + y1, x0 + x2, y0 + y2), color, width)
+        else:
+            draw.rectangle((x0 + x1, y0 + y1, x0 + x2, y0 + y2), outline=color, width=width)
 
 
 @functools.lru_cache(maxsize=1)
@@ -192,10 +213,10 @@ def draw_item(
                 if index == i:
                     _rectangle(draw, bbox, panel, x, top, TRUTH, TRUTH_LINE)
             if pred.image_index == i and pred.bbox is not None:
-                _rectangle(draw, pred.bbox, panel, x, top, PREDICTION, PREDICTION_LINE)
+                _rectangle(draw, pred.bbox, panel, x, top, PREDICTION, PREDICTION_LINE, dashed=True)
             for index, bbox in pred.more:
                 if index == i:
-                    _rectangle(draw, bbox, panel, x, top, PREDICTION, PREDICTION_LINE)
+                    _rectangle(draw, bbox, panel, x, top, PREDICTION, PREDICTION_LINE, dashed=True)
             x += panel[0].width + GAP
     return canvas
 

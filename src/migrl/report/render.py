@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from html import escape
 
 from migrl.records import Record
-from migrl.report.pictures import Prediction
+from migrl.report.pictures import PREDICTION_NAME, TRUTH_NAME, Prediction
 
-LEGEND = "Ground truth in green, the run's predicted box in red, images numbered as in the prompt."
+LEGEND = (f"Ground truth in {TRUTH_NAME}, the run's predicted box in {PREDICTION_NAME}, images numbered as in the "
+          "prompt. A thin red frame is part of the prompt's image (the marker some tasks draw around the object "
+          "to follow), not a prediction.")
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:80em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.2em .5em;text-align:right}
 td:first-child,th:first-child{text-align:left}pre{white-space:pre-wrap;text-align:left;margin:0;max-width:60em}
 section{border-top:1px solid #ddd;margin-top:1.5em}.note{color:#555}img{max-width:100%}
-table.answers td,table.answers th{text-align:left;vertical-align:top}"""
+table.answers td,table.answers th{text-align:left;vertical-align:top}
+figure{margin:1em 0}figcaption{color:#555;max-width:60em}"""
 
 
 @dataclass
@@ -29,6 +32,15 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     note: str = ""
+
+
+@dataclass
+class Chart:
+    """An inline SVG chart, and its figures as a table: what report.md shows in its place."""
+
+    title: str
+    svg: str  # this module's own markup, built by ``charts`` with every foreign text escaped
+    figures: Table
 
 
 @dataclass
@@ -75,10 +87,18 @@ def _md_item(item: Item) -> list[str]:
     return lines + [""]
 
 
-def to_markdown(title: str, tables: list[Table], items: list[Item], notes: list[str]) -> str:
+def _md_chart(chart: Chart) -> list[str]:
+    lines = _md_table(chart.figures)
+    return lines[:2] + ["(drawn as a chart in report.html; its figures:)", ""] + lines[2:]
+
+
+def to_markdown(title: str, tables: list[Table], items: list[Item], notes: list[str],
+                charts: list[Chart] | None = None) -> str:
     lines = [f"# {_md_text(title)}", ""]
     for table in tables:
         lines += _md_table(table)
+    for chart in charts or []:
+        lines += _md_chart(chart)
     if notes:
         lines += ["## Notes", ""] + [f"- {_md_text(n)}" for n in notes] + [""]
     if items:
@@ -114,12 +134,21 @@ def _html_item(item: Item) -> str:
     )
 
 
-def to_html(title: str, tables: list[Table], items: list[Item], notes: list[str]) -> str:
+def _html_chart(chart: Chart) -> str:
+    note = f"<figcaption>{escape(chart.figures.note)}</figcaption>" if chart.figures.note else ""
+    return f"<figure>{chart.svg}{note}</figure>\n"
+
+
+def to_html(title: str, tables: list[Table], items: list[Item], notes: list[str],
+            charts: list[Chart] | None = None) -> str:
     parts = [
         f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>',
         f"<style>{STYLE}</style></head><body>\n<h1>{escape(title)}</h1>\n",
     ]
     parts += [_html_table(t) for t in tables]
+    if charts:
+        parts.append("<h2>Charts</h2>\n")
+        parts += [_html_chart(c) for c in charts]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>\n")
     if items:
