@@ -81,11 +81,16 @@ def test_generation_runs_on_a_multi_image_batch(tiny_folder):
     assert out.shape[0] == 2 and out.shape[1] <= batch["input_ids"].shape[1] + 5
 
 
-def test_shipped_base_is_small_and_plain(tiny_base):
-    size = (tiny_base / "model.safetensors").stat().st_size
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_shipped_base_is_small_and_plain(family):
+    from migrl.models.family import TINY_FAMILIES, family_of
+    from migrl.models.loading import shipped_base
+
+    base = shipped_base(family)
+    size = (base / "model.safetensors").stat().st_size
     assert size < 20 * 1024 * 1024
-    assert not list(tiny_base.glob("*.bin")) and not list(tiny_base.glob("*.pt"))
-    config = json.loads((tiny_base / "config.json").read_text())
-    assert config["model_type"] == "qwen2_5_vl"
-    log = json.loads((tiny_base / "pretrain_log.json").read_text())
+    assert not list(base.glob("*.bin")) and not list(base.glob("*.pt"))  # no leftover resumable checkpoint
+    assert family_of(base) is TINY_FAMILIES[family]
+    log = json.loads((base / "pretrain_log.json").read_text())
     assert log["final_skills"]  # measured skills ship with the weights
+    assert log["config"].get("family", "qwen2.5-vl") == family  # the Qwen2.5 log predates the field
