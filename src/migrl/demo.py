@@ -13,6 +13,10 @@ own command, configured by the recipes in ``recipes/demo/``. Writes ``<out>/repo
 Each stage's ID / OOD / avg is printed as soon as its evaluation ends, the table at the end. ``--until``
 stops after a stage.
 
+``--ablations`` then runs the paper's ablations (Tables 9 and 10) in miniature from the demo's files
+(``migrl.ablations``) and writes ``<out>/ablations/ablations.md``; a rerun with the same settings reuses the
+finished demo and continues the ablations where they stopped.
+
 ``--family qwen3-vl`` runs it on a tiny Qwen3-VL base (``--base FOLDER``, else the shipped
 ``assets/tiny-base-qwen3-vl``): the world's marked boxes and the synthesized targets are then written in the
 base's own space and image setting ([0, 1000] of each image; 32-px image tokens), read from its folder as
@@ -55,6 +59,7 @@ class DemoConfig:
     until: str = "rl"  # the last stage to run: base, cot_sft or rl
     report_to: str = ""  # the trainers' loggers (tensorboard, wandb, ...); "" = the demo recipes' (none)
     family: str = DEFAULT_TINY_FAMILY  # the tiny base's family (migrl.models.family.TINY_FAMILIES): which shipped base
+    ablations: bool = False  # then the paper's ablations in miniature (migrl.ablations), resumable
 
 
 def _shown(folder: Path) -> str:
@@ -99,6 +104,8 @@ def _recipe(name: str, **overrides: Any) -> list[str]:
 class Demo:
     def __init__(self, cfg: DemoConfig):
         self.cfg = cfg
+        if cfg.ablations and cfg.until != "rl":
+            raise OptionError("--ablations needs the whole demo (--until rl): they start from its models and data")
         self.base = resolve_base(cfg)  # before anything is written: a missing base stops the demo here
         self.out = Path(cfg.out)
         self.start = time.time()
@@ -174,6 +181,11 @@ class Demo:
         from migrl.data.world import ID_TASKS, TRAINING_SOURCES, write_split
 
         cfg = self.cfg
+        test = self.out / "world" / "test.jsonl"
+        if cfg.ablations and self.finished():
+            self.say(f"{self.out} holds a finished demo of these settings; on to the ablations")
+            return self.ablate(test)
+        self.report["settings"] = self.settings()
         self.space = self.student_space()
         world = partial(write_split, sizing=self.space.sizing, coords=self.space.coords)
         self.say(f"writing the world to {self.out / 'world'}")
@@ -195,6 +207,47 @@ class Demo:
         for name, diff in self.report.get("differences", {}).items():
             print(difference_line(name, diff))
         print(f"\n[demo] {self.report['seconds']:.0f} s; report: {page} (figures: {self.out / 'report.json'})")
+        return self.ablate(test) if cfg.ablations else self.report
+
+    def settings(self) -> dict[str, Any]:
+        """What makes a demo run what it is (a finished one is reused by --ablations only when these match)."""
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(self.cfg).items() if k not in ("ablations", "out", "report_to")}
+
+    def finished(self) -> bool:
+        """A complete demo of these settings is in ``out``: its report, every stage scored, the RL model saved."""
+        import json
+
+        path = self.out / "report.json"
+        if not path.is_file():
+            return False
+        report = json.loads(path.read_text(encoding="utf-8"))
+        done = report.get("settings") == self.settings() and all(s in report.get("stages", {}) for s in STAGES)
+        if done and (self.out / "grpo" / "config.json").is_file():
+            self.report = report
+            return True
+        return False
+
+    def ablate(self, test: Path) -> dict[str, Any]:
+        """The paper's ablations in miniature from this demo's files; their table in ``<out>/ablations``."""
+        from migrl.ablations import ablation_rows, ablation_sweep, ablation_table, read_demo_scores, run_ablations
+        from migrl.jsonl import write_text_atomic
+        from migrl.models.loading import resolve_model_path, shipped_base
+        from migrl.tasks import ID_TASKS
+
+        base = resolve_model_path(self.base) if self.base else shipped_base(self.cfg.family)
+        steps = {"sft": self.cfg.sft_max_steps, "grpo": self.cfg.grpo_max_steps}
+        sweep = ablation_sweep(self.out, base, self.cfg.seed, test, self.cfg.batch_size, self.reporting(), steps)
+        self.say(f"ablations: {len(sweep.variants)} variants in {sweep.out} (each trains, then is scored)")
+        scores = {**read_demo_scores(self.out, STAGES), **run_ablations(sweep)}
+        rows = ablation_rows(scores, list(ID_TASKS), self.cfg.seed)
+        table = ablation_table(rows)
+        write_text_atomic(sweep.out / "ablations.md", table)
+        self.report["ablations"] = rows
+        self.save()
+        print("\n" + table)
+        print(f"[demo] {self.report['seconds']:.0f} s; ablations: {sweep.out / 'ablations.md'}")
         return self.report
 
     def cold_start(self, train: Path) -> Path:
