@@ -45,7 +45,13 @@ def test_paper_grpo():
     assert cfg.freeze_vision and not cfg.dynamic_filter
 
 
-@pytest.mark.parametrize("recipe", sorted(p.relative_to(RECIPES).as_posix() for p in (RECIPES / "demo").glob("*.yaml") if p.stem in ("sft", "grpo")))
-def test_demo_recipes_parse(recipe):
+@pytest.mark.parametrize("recipe", sorted(p.relative_to(RECIPES).as_posix() for p in (RECIPES / "demo").rglob("*.yaml") if p.stem in ("sft", "grpo")))
+def test_demo_recipes_parse(recipe, tmp_path):
+    from migrl.recipe import stage_config
+
     cls = SFTStageConfig if "sft" in recipe else GRPOStageConfig
-    assert parse(cls, recipe).use_cpu
+    # as the demo parses them: a family's own recipe extends the shared one (merged into output_dir/recipe.yaml)
+    cfg = stage_config(cls, "test", ["--config", str(RECIPES / recipe), "--output_dir", str(tmp_path)])
+    assert cfg.use_cpu
+    if recipe == "demo/qwen3-vl/sft.yaml":
+        assert cfg.max_steps == 300 and cfg.learning_rate == 2e-3  # its change, and the shared recipe's fields

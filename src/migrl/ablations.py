@@ -72,7 +72,20 @@ TABLES: tuple[tuple[PaperTable, str, tuple[Row, ...]], ...] = (
 )
 
 
-def ablation_sweep(demo_out: Path, base: Path, seed: int, test: Path, batch_size: int,
+def family_fields(stage: str, family: str) -> dict[str, Any]:
+    """What the family's own demo recipe of ``stage`` changes (``recipes/demo/<family>/``): the ablations, which
+    extend the shared recipes, take it too, so that each still differs from the demo's run in one thing only."""
+    from migrl.demo import RECIPES as DEMO_RECIPES, demo_recipe
+    from migrl.recipe import META_KEYS, load_recipe
+
+    own, shared = demo_recipe(stage, family), DEMO_RECIPES / f"{stage}.yaml"
+    if own == shared:
+        return {}
+    mine, theirs = load_recipe(own), load_recipe(shared)
+    return {k: v for k, v in mine.items() if k not in META_KEYS and theirs.get(k) != v}
+
+
+def ablation_sweep(demo_out: Path, base: Path, seed: int, test: Path, batch_size: int, family: str,
                    extra: dict[str, Any] | None = None, max_steps: dict[str, int] | None = None) -> Sweep:
     """The ablations as a sweep in ``<demo_out>/ablations``: each variant's one training step, from the demo's
     files, then ``migrl eval`` on the demo's test items. ``extra``: fields every step gets (report_to);
@@ -84,7 +97,7 @@ def ablation_sweep(demo_out: Path, base: Path, seed: int, test: Path, batch_size
     variants = []
     for a in ABLATIONS:
         model = out / a.name / "model"
-        fields = {"model_name_or_path": starts[a.start], "data": data[a.data], "output_dir": model, "seed": seed,
+        fields = {**family_fields(a.stage, family), "model_name_or_path": starts[a.start], "data": data[a.data], "output_dir": model, "seed": seed,
                   **(extra or {}), **({"max_steps": max_steps[a.stage]} if (max_steps or {}).get(a.stage) else {})}
         step = [a.stage, "--config", str(RECIPES / f"{a.name}.yaml")]
         for key, value in fields.items():

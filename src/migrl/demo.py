@@ -94,11 +94,18 @@ def _stage_scores(scores: dict[str, Any]) -> dict[str, Any]:
     return {k: scores[k] for k in REPORT_KEYS}
 
 
-def _recipe(name: str, **overrides: Any) -> list[str]:
+def demo_recipe(name: str, family: str = DEFAULT_TINY_FAMILY) -> Path:
+    """The demo's recipe of a stage: the family's own (``recipes/demo/<family>/``, where its tiny base needs
+    another setting; it ``extends`` the shared one) or the shared one."""
+    own = RECIPES / family / f"{name}.yaml"
+    return own if own.is_file() else RECIPES / f"{name}.yaml"
+
+
+def _recipe(name: str, family: str, **overrides: Any) -> list[str]:
     """Command-line arguments for a TRL-configured stage: the demo recipe plus overrides."""
     from migrl.recipe import recipe_argv
 
-    return recipe_argv(RECIPES / f"{name}.yaml", **overrides)
+    return recipe_argv(demo_recipe(name, family), **overrides)
 
 
 class Demo:
@@ -238,7 +245,8 @@ class Demo:
 
         base = resolve_model_path(self.base) if self.base else shipped_base(self.cfg.family)
         steps = {"sft": self.cfg.sft_max_steps, "grpo": self.cfg.grpo_max_steps}
-        sweep = ablation_sweep(self.out, base, self.cfg.seed, test, self.cfg.batch_size, self.reporting(), steps)
+        sweep = ablation_sweep(self.out, base, self.cfg.seed, test, self.cfg.batch_size, self.cfg.family,
+                               self.reporting(), steps)
         self.say(f"ablations: {len(sweep.variants)} variants in {sweep.out} (each trains, then is scored)")
         scores = {**read_demo_scores(self.out, STAGES), **run_ablations(sweep)}
         rows = ablation_rows(scores, list(ID_TASKS), self.cfg.seed)
@@ -266,7 +274,7 @@ class Demo:
         out = self.out / "sft"
         steps = {"max_steps": self.cfg.sft_max_steps} if self.cfg.sft_max_steps else {}
         base = {"model_name_or_path": self.base} if self.base else {}
-        args = _recipe("sft", data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps, **base,
+        args = _recipe("sft", self.cfg.family, data=self.out / "synthesize" / "sft.jsonl", output_dir=out, seed=self.cfg.seed, **steps, **base,
                        **self.reporting())
         sft_cfg = stage_config(SFTStageConfig, "migrl demo (sft)", args)
         train_sft(sft_cfg)
@@ -278,7 +286,7 @@ class Demo:
         from migrl.stages.reject import RejectConfig, reject
 
         grpo_cfg = stage_config(GRPOStageConfig, "migrl demo (grpo)", _recipe(
-            "grpo", model_name_or_path=sft_model, data=self.out / "reject" / "rl.jsonl", output_dir=self.out / "grpo",
+            "grpo", self.cfg.family, model_name_or_path=sft_model, data=self.out / "reject" / "rl.jsonl", output_dir=self.out / "grpo",
             seed=self.cfg.seed, **({"max_steps": self.cfg.grpo_max_steps} if self.cfg.grpo_max_steps else {}),
             **self.reporting()))
         self.say("rejection sampling: the SFT model answers each RL item 4 times; mixed items are kept")
