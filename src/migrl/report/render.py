@@ -57,7 +57,7 @@ class Item:
 
 
 def _md_text(text: str) -> str:
-    return escape(text).replace("|", "\\|").replace("\n", " ")
+    return escape(text, quote=False).replace("|", "\\|").replace("\n", " ")  # quotes are plain text in Markdown
 
 
 def _fence(text: str) -> str:
