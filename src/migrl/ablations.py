@@ -13,13 +13,13 @@ full recipe with the paired interval on the same items, the paper's difference, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrl.recipe import recipe_argv
 from migrl.report.paper import TABLE_9, TABLE_10, PaperTable
-from migrl.sweep import Sweep, Variant, run_sweep
+from migrl.sweep import Sweep, Variant, read_scores, run_sweep, step_ablates
 
 RECIPES = Path(__file__).resolve().parent / "recipes" / "demo" / "ablations"
 FIGURES = (("id_avg", "ID"), ("ood_avg", "OOD"), ("avg", "avg"))
@@ -97,19 +97,12 @@ def ablation_sweep(demo_out: Path, base: Path, seed: int, test: Path, batch_size
     variants = []
     for a in ABLATIONS:
         model = out / a.name / "model"
-        fields = {**family_fields(a.stage, family), "model_name_or_path": starts[a.start], "data": data[a.data], "output_dir": model, "seed": seed,
-                  **(extra or {}), **({"max_steps": max_steps[a.stage]} if (max_steps or {}).get(a.stage) else {})}
-        step = [a.stage, "--config", str(RECIPES / f"{a.name}.yaml")]
-        for key, value in fields.items():
-            step += [f"--{key}", str(value)]
-        variants.append(Variant(a.name, [step], str(model), _ablates(a.name)))
+        steps = {"max_steps": max_steps[a.stage]} if (max_steps or {}).get(a.stage) else {}
+        fields = {**family_fields(a.stage, family), "model_name_or_path": starts[a.start], "data": data[a.data],
+                  "output_dir": model, "seed": seed, **(extra or {}), **steps}
+        step = [a.stage, *recipe_argv(RECIPES / f"{a.name}.yaml", **fields)]
+        variants.append(Variant(a.name, [step], str(model), step_ablates(step)))
     return Sweep(out, ["--data", str(test), "--batch-size", str(batch_size)], variants)
-
-
-def _ablates(name: str) -> str:
-    from migrl.recipe import load_recipe
-
-    return str(load_recipe(RECIPES / f"{name}.yaml").get("ablates", ""))
 
 
 def run_ablations(sweep: Sweep) -> dict[str, dict[str, Any] | None]:
@@ -181,9 +174,5 @@ def ablation_table(rows: list[dict[str, Any]]) -> str:
 
 def read_demo_scores(demo_out: Path, stages: tuple[str, ...]) -> dict[str, dict[str, Any] | None]:
     """The demo's own stages' scores.json (per_item included), as the ablation rows read them."""
-    found = {}
-    for stage in stages:
-        f = demo_out / "eval" / stage / "scores.json"
-        found[stage] = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
-    return found
+    return {stage: read_scores(demo_out / "eval" / stage) for stage in stages}
 
