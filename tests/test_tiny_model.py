@@ -94,3 +94,37 @@ def test_shipped_base_is_small_and_plain(family):
     log = json.loads((base / "pretrain_log.json").read_text())
     assert log["final_skills"]  # measured skills ship with the weights
     assert log["config"].get("family", "qwen2.5-vl") == family  # the Qwen2.5 log predates the field
+
+
+def test_a_run_can_start_late_in_the_curriculum():
+    from migrl.data.base_skills import STAGES
+    from migrl.models.loading import TINY_BASE, load_processor
+    from migrl.stages.pretrain import _Batches
+
+    processor = load_processor(TINY_BASE)
+    fresh = _Batches(processor, 2, 0, steps=100, vision_steps=10)
+    assert fresh.stage(0) is STAGES[-1]  # the vision-only steps see the richest pictures
+    assert fresh.stage(10) is STAGES[0] and fresh.stage(99) is STAGES[-1]
+    late = _Batches(processor, 2, 0, steps=100, vision_steps=0, curriculum_start=0.7)
+    assert {late.stage(step) for step in range(100)} == {STAGES[-1]}  # only the multi-image stage
+
+
+@pytest.mark.slow  # two 2-step runs of a test-shape model, each with its final skill check: ~25 s
+def test_a_second_phase_starts_from_the_finished_base_and_keeps_its_log(tmp_path):
+    from safetensors.torch import load_file
+
+    from migrl.cli import main
+
+    out = tmp_path / "base"
+    common = ["pretrain-base", "--shape", "test", "--steps", "2", "--batch-size", "2", "--warmup-steps", "1",
+              "--eval-every", "1", "--eval-items", "2", "--out", str(out)]
+    assert main(common + ["--vision-steps", "1"]) == 0
+    first = json.loads((out / "pretrain_log.json").read_text())
+    weights = load_file(out / "model.safetensors")
+    # lr 0: a second phase that starts from the finished weights leaves them as they were
+    assert main(common + ["--vision-steps", "0", "--curriculum-start", "0.7", "--lr", "0", "--seed", "1"]) == 0
+    again = load_file(out / "model.safetensors")
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    log = json.loads((out / "pretrain_log.json").read_text())
+    assert log["config"]["curriculum_start"] == 0.7 and log["earlier_phases"] == [first]
+    assert not (out / "checkpoint.pt").exists()

@@ -170,3 +170,5 @@ class PretrainConfig:
     save_every: int = opt(100, "steps between resumable checkpoints")
     vision_steps: int = opt(400, "first steps train only the vision tower, through the dense probe")
     probe_weight: float = opt(0.5, "the probe's loss keeps training the vision tower beside the LM")
+    curriculum_start: float = opt(0.0, "where in the curriculum this run starts, as a fraction of it (0.7: only its last, "
+                                       "multi-image stage); with --out a finished base, a second phase continues it")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from migrl.bad_records import OptionError
 from migrl.configs import PretrainConfig
 from migrl.boxes import Space, iou
-from migrl.data.base_skills import SKILLS, STAGES, Example, make_example, stage_at
+from migrl.data.base_skills import SKILLS, STAGES, Example, Stage, make_example, stage_at
 from migrl.engines.base import Request, SamplingParams
 from migrl.engines.hf import HFEngine
 from migrl.data import scenes as sc
@@ -78,17 +78,24 @@ class _Batches(torch.utils.data.IterableDataset):
     POOL = 4
 
     def __init__(self, processor: Any, batch_size: int, seed: int, steps: int, start: int = 0, vision_steps: int = 0,
-                 sizing: ImageSizing = TINY_SIZING, coords: Space = DEFAULT_FAMILY.coords):
+                 sizing: ImageSizing = TINY_SIZING, coords: Space = DEFAULT_FAMILY.coords, curriculum_start: float = 0.0):
         self.processor, self.batch_size, self.seed, self.steps, self.start = processor, batch_size, seed, steps, start
-        self.vision_steps, self.sizing, self.coords = vision_steps, sizing, coords
+        self.vision_steps, self.sizing, self.coords, self.curriculum_start = vision_steps, sizing, coords, curriculum_start
+
+    def stage(self, step: int) -> Stage:
+        """The vision-only steps see the richest pictures; the language curriculum runs over the other steps,
+        from ``curriculum_start`` of its way to its end."""
+        if step < self.vision_steps:
+            return STAGES[-1]
+        progress = (step - self.vision_steps) / max(1, self.steps - self.vision_steps)
+        return stage_at(self.curriculum_start + (1 - self.curriculum_start) * progress)
 
     def __iter__(self):
         pool_index, skip = divmod(self.start, self.POOL)
         while True:
             rng = random.Random(f"{self.seed}/{pool_index}")
             step = pool_index * self.POOL
-            # The vision-only steps see the richest pictures; the language curriculum starts after them.
-            stage = STAGES[-1] if step < self.vision_steps else stage_at((step - self.vision_steps) / (self.steps - self.vision_steps))
+            stage = self.stage(step)
             pool = [make_example(rng, sizing=self.sizing, stage=stage, coords=self.coords)
                     for _ in range(self.POOL * self.batch_size)]
             pool.sort(key=lambda e: (len(e.images), sum(len(t.question) + len(t.answer) for t in e.turns)))
@@ -252,8 +259,20 @@ def _tiny_folder(cfg: PretrainConfig, out: Path) -> Family:
     return family
 
 
+def _earlier_phases(out: Path) -> list[dict[str, Any]]:
+    """The finished runs whose weights this one starts from (a second phase on a finished base), oldest first:
+    each phase's log keeps the ones before it, so the shipped log tells every command that made the base."""
+    path = out / "pretrain_log.json"
+    if not path.exists():
+        return []
+    last = json.loads(path.read_text())
+    return [*last.pop("earlier_phases", []), last]
+
+
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
-    """Train the tiny base; resumes from ``<out>/checkpoint.pt`` when a previous run was cut short."""
+    """Train the tiny base; resumes from ``<out>/checkpoint.pt`` when a previous run was cut short. On a folder
+    that holds a finished base (weights and ``pretrain_log.json``, no checkpoint) it trains a further phase from
+    those weights with its own schedule, optimizer and probe."""
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     torch.manual_seed(cfg.seed)
@@ -264,6 +283,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     probe = VisionProbe(model.config.vision_config.out_hidden_size)
     optim = _optimizer(model, probe, cfg)
     first, log = 0, []
+    earlier = _earlier_phases(out)
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)  # tensors and plain data only, no pickled code
         model.load_state_dict(state["model"])
@@ -271,9 +291,12 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         optim.load_state_dict(state["optim"])
         first, log = state["step"], state["log"]
         tqdm.write(f"resuming from step {first}")
+    elif earlier:
+        tqdm.write(f"continuing the finished base in {out} (phase {len(earlier) + 1})")
     batches = iter(
         torch.utils.data.DataLoader(
-            _Batches(processor, cfg.batch_size, cfg.seed, cfg.steps, first, cfg.vision_steps, sizing, coords),
+            _Batches(processor, cfg.batch_size, cfg.seed, cfg.steps, first, cfg.vision_steps, sizing, coords,
+                     cfg.curriculum_start),
             batch_size=None, num_workers=1, prefetch_factor=4,
         )
     )
@@ -305,6 +328,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     final = evaluate_skills(model, processor, 200, cfg.seed + 1, sizing, coords)
     model.to(getattr(torch, cfg.save_dtype)).save_pretrained(out, safe_serialization=True)
     summary = {"config": asdict(cfg), "minutes_this_run": round((time.time() - start) / 60, 1), "final_skills": final, "log": log}
+    if earlier:
+        summary["earlier_phases"] = earlier
     (out / "pretrain_log.json").write_text(json.dumps(summary, indent=2) + "\n")
     ckpt_path.unlink(missing_ok=True)
     return summary
