@@ -12,7 +12,6 @@ and items/s, how many answers differ and, last, ``ratio=X`` (one process's time 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from migrl.data.world import write_split
+from migrl.jsonl import read_jsonl
 
 
 def eval_argv(model: str | None, data: Path, out: Path, per_task: int, shard: str | None = None) -> list[str]:
@@ -31,8 +31,7 @@ def eval_argv(model: str | None, data: Path, out: Path, per_task: int, shard: st
 
 
 def answers(out: Path) -> dict[str, str]:
-    rows = (json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines())
-    return {r["id"]: r["text"] for r in rows}
+    return {r["id"]: r["text"] for r in read_jsonl(out / "predictions.jsonl")}
 
 
 def main() -> None:

@@ -30,6 +30,22 @@ def test_a_row_whose_difference_has_the_papers_sign_agrees_and_one_against_it_is
     assert "differs from the paper" in table and "not run" in table and "Table 10" in table
 
 
+@pytest.mark.parametrize("unfiltered", [False, True])
+def test_the_ablations_train_on_what_the_demos_grpo_trained_on(unfiltered, tmp_path):
+    from migrl.ablations import ablation_sweep
+    from migrl.recipe import override
+
+    demo = tmp_path / "demo"
+    sweep = ablation_sweep(demo, tmp_path / "base", 0, demo / "world" / "test.jsonl", 16, "qwen2.5-vl",
+                           unfiltered=unfiltered)
+    data = {v.name: override(v.steps[0], "data") for v in sweep.variants}
+    pool, kept = str(demo / "world_rl" / "train.jsonl"), str(demo / "reject" / "rl.jsonl")
+    rejected = pool if unfiltered else kept  # where rejection kept nothing the demo's GRPO took the whole pool
+    assert {name: data[name] for name in ("no_cold_start", "no_kl", "kl_1e-2")} == dict.fromkeys(
+        ("no_cold_start", "no_kl", "kl_1e-2"), rejected)
+    assert data["no_rejection_sampling"] == pool and data["sft_full"] == str(demo / "synthesize" / "sft.jsonl")
+
+
 @pytest.mark.slow  # trains the demo and every ablation (a few steps each), in subprocesses
 def test_demo_ablations_put_every_row_beside_the_paper_with_intervals_and_a_rerun_reuses_them(tmp_path):
     cfg = DemoConfig(out=str(tmp_path / "demo"), per_task=2, train_per_task=6, rl_per_task=6,

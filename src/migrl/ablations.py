@@ -87,15 +87,17 @@ def family_fields(stage: str, family: str) -> dict[str, Any]:
 
 def ablation_sweep(demo_out: Path, base: Path, seed: int, test: Path, batch_size: int, family: str,
                    extra: dict[str, Any] | None = None, max_steps: dict[str, int] | None = None,
-                   rejected: Path | None = None) -> Sweep:
+                   unfiltered: bool = False) -> Sweep:
     """The ablations as a sweep in ``<demo_out>/ablations``: each variant's one training step, from the demo's
     files, then ``migrl eval`` on the demo's test items. ``extra``: fields every step gets (report_to);
-    ``max_steps``: a stage's steps where the demo overrides its recipe's; ``rejected``: what the demo's GRPO trained
-    on where it was not the items rejection kept (it kept none)."""
+    ``max_steps``: a stage's steps where the demo overrides its recipe's; ``unfiltered``: the demo's GRPO trained on
+    the unfiltered pool (rejection kept no item), and so do the ablations that stand for its data."""
     out = demo_out / "ablations"
     starts = {"base": base, "sft": demo_out / "sft"}
-    data = {"synthesis": demo_out / "synthesize" / "sft.jsonl", "rejected": rejected or demo_out / "reject" / "rl.jsonl",
+    data = {"synthesis": demo_out / "synthesize" / "sft.jsonl", "rejected": demo_out / "reject" / "rl.jsonl",
             "pool": demo_out / "world_rl" / "train.jsonl"}
+    if unfiltered:
+        data["rejected"] = data["pool"]
     variants = []
     for a in ABLATIONS:
         model = out / a.name / "model"

@@ -245,10 +245,9 @@ class Demo:
 
         base = resolve_model_path(self.base) if self.base else shipped_base(self.cfg.family)
         steps = {"sft": self.cfg.sft_max_steps, "grpo": self.cfg.grpo_max_steps}
-        # Where rejection kept nothing the demo's GRPO trained on the unfiltered pool: so do the ablations of it.
-        rejected = self.out / "world_rl" / "train.jsonl" if self.report.get("rejection", {}).get("fallback") else None
+        unfiltered = bool(self.report.get("rejection", {}).get("fallback"))  # reinforce() says so where it fell back
         sweep = ablation_sweep(self.out, base, self.cfg.seed, test, self.cfg.batch_size, self.cfg.family,
-                               self.reporting(), steps, rejected)
+                               self.reporting(), steps, unfiltered)
         self.say(f"ablations: {len(sweep.variants)} variants in {sweep.out} (each trains, then is scored)")
         scores = {**read_demo_scores(self.out, STAGES), **run_ablations(sweep)}
         rows = ablation_rows(scores, list(ID_TASKS), self.cfg.seed)
