@@ -262,12 +262,12 @@ def test_demo_runs_on_a_qwen3_base_in_its_conventions(qwen3_folder, tmp_path):
     assert marked
 
 
-def test_the_qwen3_demo_starts_from_the_shipped_base_with_its_own_cold_start_recipe(tmp_path):
+def test_the_qwen3_demo_starts_from_the_shipped_base_with_the_shared_recipes(tmp_path):
     from migrl.demo import RECIPES, Demo, DemoConfig, demo_recipe
     from migrl.models.loading import shipped_base
 
     demo = Demo(DemoConfig(out=str(tmp_path / "demo"), family="qwen3-vl"))
     assert Path(demo.base) == shipped_base("qwen3-vl") and family_of(demo.base) is QWEN3_VL
     assert demo.student_space().coords is Space.QWEN2
-    assert demo_recipe("sft", "qwen3-vl") == RECIPES / "qwen3-vl" / "sft.yaml"  # 300 steps (its comment says why)
+    assert demo_recipe("sft", "qwen3-vl") == demo_recipe("sft") == RECIPES / "sft.yaml"
     assert demo_recipe("grpo", "qwen3-vl") == demo_recipe("grpo") == RECIPES / "grpo.yaml"
