@@ -109,6 +109,17 @@ def test_a_run_can_start_late_in_the_curriculum():
     assert {late.stage(step) for step in range(100)} == {STAGES[-1]}  # only the multi-image stage
 
 
+def test_pretraining_a_folder_of_another_shape_is_refused_before_anything_is_written(tiny_folder, capsys):
+    from migrl.bad_records import ExitCode
+    from migrl.cli import main
+
+    before = {p.name: p.stat().st_mtime_ns for p in tiny_folder.iterdir()}
+    assert main(["pretrain-base", "--out", str(tiny_folder), "--steps", "1"]) == ExitCode.USAGE  # --shape base
+    err = capsys.readouterr().err
+    assert "shape test, not base" in err and "--shape test" in err
+    assert {p.name: p.stat().st_mtime_ns for p in tiny_folder.iterdir()} == before
+
+
 @pytest.mark.slow  # two 2-step runs of a test-shape model, each with its final skill check: ~25 s
 def test_a_second_phase_starts_from_the_finished_base_and_keeps_its_log(tmp_path):
     from safetensors.torch import load_file

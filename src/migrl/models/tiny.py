@@ -134,6 +134,18 @@ SHAPES = {
 }
 
 
+def folder_shape(folder: str | Path) -> str | None:
+    """The name in SHAPES of the tiny model in ``folder`` (read from its config.json), or None for another."""
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    text, vision = cfg.get("text_config", cfg), cfg.get("vision_config", {})
+    found = (text.get("hidden_size"), text.get("intermediate_size"), text.get("num_hidden_layers"),
+             vision.get("hidden_size"), vision.get("depth"))
+    for name, s in SHAPES.items():
+        if found == (s.hidden_size, s.intermediate_size, s.num_hidden_layers, s.vision_hidden_size, s.vision_depth):
+            return name
+    return None
+
+
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
     """Byte-level BPE with Qwen2's pre-tokenisation, wrapped as a transformers Qwen2Tokenizer."""
     bpe = Tokenizer(models.BPE())

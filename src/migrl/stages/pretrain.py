@@ -31,7 +31,7 @@ from migrl.engines.hf import HFEngine
 from migrl.data import scenes as sc
 from migrl.images import MERGE_SIZE, TINY_SIZING, ImageSizing
 from migrl.models.family import DEFAULT_FAMILY, FAMILIES, TINY_FAMILIES, Family, family_of
-from migrl.models.tiny import build_tiny_model
+from migrl.models.tiny import build_tiny_model, folder_shape
 from migrl.models.loading import load_model, load_processor
 from migrl.prompts import assistant_message
 from migrl.scoring.judge import is_hit, target_box
@@ -256,6 +256,11 @@ def _tiny_folder(cfg: PretrainConfig, out: Path) -> Family:
         found = family_of(out)
         raise OptionError(f"{str(out)!r} holds a {found.name if found else 'non-Qwen'} model, not {family.name}: "
                           f"pass another --out for --family {cfg.family}")
+    elif (shape := folder_shape(out)) != cfg.shape:
+        # A resumed run or a further phase trains the folder's model: another --shape would be logged, not used.
+        keep = f"pass --shape {shape} to continue it, or" if shape else "pass"
+        raise OptionError(f"{str(out)!r} holds a tiny model of shape {shape or 'unknown'}, not {cfg.shape}: "
+                          f"{keep} another --out for a new base")
     return family
 
 
