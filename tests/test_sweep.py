@@ -45,10 +45,7 @@ def test_the_merged_recipe_is_what_trl_reads_and_is_kept_in_the_output_folder(tm
     merged = yaml.safe_load(Path(argv[1]).read_text())
     assert merged["beta"] == 0.1 and "extends" not in merged and "ablates" not in merged
     plain = str(REPO / "recipes" / "paper" / "grpo.yaml")
-    argv = ["--config", plain, "--output_dir", "out/plain"]
-    assert expand_config_argv(argv) == argv  # no extends: read as the user wrote it
-    record = Path("out/plain/recipe.yaml").read_text()  # and recorded all the same, for reports to name it
-    assert record.startswith(f"# merged from {plain}\n") and yaml.safe_load(record) == load_recipe(plain)
+    assert expand_config_argv(["--config", plain]) == ["--config", plain]  # no extends: untouched
 
 
 PAPER = {"loss_type": "grpo", "num_generations": 8, "temperature": 0.7, "learning_rate": 5e-5,

@@ -3,7 +3,7 @@ fallback, and TRL's parser -- what ``migrl sft|grpo``, ``migrl demo`` and ``migr
 
 A recipe may ``extends:`` another recipe (a path relative to the file) and change a few fields; ``ablates:``
 says in words what it changes. The merged recipe is written to ``<output_dir>/recipe.yaml`` (a record of
-what was run, written for a plain recipe too) and that is what TRL's parser reads. On a machine without a GPU a GPU recipe (bf16, gradient
+what was run) and that is what TRL's parser reads. On a machine without a GPU a GPU recipe (bf16, gradient
 checkpointing) runs on the CPU instead, and says so. A field the config does not have is one line naming
 the nearest real one.
 """
@@ -61,25 +61,17 @@ def override(argv: list[str], name: str) -> str | None:
 
 def expand_config_argv(argv: list[str]) -> list[str]:
     """``argv`` of ``migrl sft|grpo`` with a ``--config`` that uses ``extends``/``ablates`` replaced by
-    the merged recipe. Every recipe, plain or merged, is written to ``<output_dir>/recipe.yaml`` under a
-    "# merged from RECIPE" line: the record of what was run that reports name the recipe by."""
+    the merged recipe, written to ``<output_dir>/recipe.yaml`` (a record of what was run)."""
     i = config_index(argv)
     if i is None:
         return argv
     raw = yaml.safe_load(Path(argv[i]).read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        return argv  # TRL's parser says what is wrong with the file
+    if not isinstance(raw, dict) or not any(k in raw for k in META_KEYS):
+        return argv
     fields = {k: v for k, v in load_recipe(argv[i]).items() if k not in META_KEYS}
-    plain = not any(k in raw for k in META_KEYS)
-    out = override(argv, "output_dir") or fields.get("output_dir")
-    if plain and not out:
-        return argv  # no output folder named: nothing to keep the record beside
-    merged = Path(out or "runs") / "recipe.yaml"
-    if merged.resolve() == Path(argv[i]).resolve():
-        return argv  # a run's own record passed back as its recipe (a rerun): it is already the record
+    out = Path(override(argv, "output_dir") or fields.get("output_dir") or "runs")
+    merged = out / "recipe.yaml"
     write_text_atomic(merged, f"# merged from {argv[i]}\n" + yaml.safe_dump(fields, sort_keys=False))
-    if plain:
-        return argv  # a plain recipe is read as the user wrote it
     return [*argv[:i], str(merged), *argv[i + 1:]]
 
 
