@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from camera_data import mgrounding_common_object, prepare_recipe, records_file
 from migrl.cli import main
@@ -88,6 +89,8 @@ def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
                  "--max_steps", "2", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1"]) == 0
     summary = _json(sft / "sft_summary.json")
     assert summary["records"] == len(kept) and summary["bad_records"]["count"] == 0  # nothing dropped for length
+    record = yaml.safe_load((sft / "recipe.yaml").read_text())  # what was run, kept beside the model
+    assert record["model_name_or_path"] == str(released_folder) and record["max_steps"] == 2
     _loads_like_the_release(sft, released_folder, budget)
 
     reject = tmp_path / "reject"
@@ -105,6 +108,7 @@ def test_the_paper_flow_on_a_released_shaped_folder(family, request, tmp_path):
                  "--num_generations", "2", "--gradient_accumulation_steps", "1", "--max_completion_length", "16"]) == 0
     g = _json(grpo / "grpo_summary.json")
     assert g["steps"] == 1 and g["records"] == len(_lines(rl_data)) and g["bad_records"]["count"] == 0
+    assert (grpo / "recipe.yaml").read_text().startswith(f"# merged from {recipes / 'grpo.yaml'}\n")
     _loads_like_the_release(grpo, released_folder, budget)
 
     test = records_file(tmp_path / "test", 4)

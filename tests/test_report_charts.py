@@ -17,9 +17,11 @@ from PIL import Image
 
 from migrl.data import scenes
 from migrl.data.world import write_split
+from migrl.demo import demo_recipe
 from migrl.images import TINY_SIZING
 from migrl.jsonl import write_json_atomic
 from migrl.models.loading import TINY_BASE
+from migrl.recipe import record_recipe, stage_config
 from migrl.records import Record, data_root, read_records
 from migrl.report.build import write_report
 from migrl.report.charts import SERIES_COLOURS
@@ -27,6 +29,8 @@ from migrl.report.pictures import PREDICTION, TRUTH
 from migrl.rewards import format_reward
 from migrl.run_identity import check_same_run, generator_identity, input_fingerprint
 from migrl.scoring.intervals import intervals
+from migrl.stages.grpo import GRPOStageConfig
+from migrl.stages.sft import SFTStageConfig
 from migrl.tasks import ID_TASKS
 from test_report_build import right_answer, write_eval
 
@@ -97,6 +101,8 @@ def demo(tmp_path_factory):
     records = read_records(data)
     root = data_root(data)
     sft, grpo = trained_folder(out / "sft", sft_log()), trained_folder(out / "grpo", grpo_log())
+    for stage, folder, config in (("sft", sft, SFTStageConfig), ("grpo", grpo, GRPOStageConfig)):
+        record_recipe(stage_config(config, f"migrl {stage}", ["--config", str(demo_recipe(stage)), "--output_dir", str(folder)]))
     answers = {"base": untrained_answers(records, root), "cot_sft": {r.id: right_answer(r, root) for r in records},
                "rl": later_run(records, root)}
     models = {"base": TINY_BASE, "cot_sft": sft, "rl": grpo}
@@ -163,6 +169,8 @@ def test_rates_and_metadata_per_run(demo):
     for stage, model in demo["models"].items():
         assert meta[stage][1] == str(model) and meta[stage][2] == "Qwen2.5-VL"
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", meta[stage][4])
+    assert meta["base"][3] == "migrl pretrain-base (pretrain_log.json)"
+    assert meta["cot_sft"][3] == str(demo_recipe("sft")) and meta["rl"][3] == str(demo_recipe("grpo"))
     assert "no trainer_state.json" in meta["base"][6] and meta["rl"][6] == "trainer_state.json"
     assert "Report written by migrl 0." in demo["md"]
 

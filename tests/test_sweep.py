@@ -2,6 +2,7 @@
 resumes, and tables real scores files."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from trl import TrlParser
 from migrl.boxes import format_answer
 from migrl.cli import main
 from migrl.data.world import write_split
-from migrl.recipe import cpu_overrides, expand_config_argv, load_recipe
+from migrl.recipe import RECORD_NAME, cpu_overrides, expand_config_argv, load_recipe, record_recipe, stage_config
 from migrl.records import read_records
 from migrl.stages.grpo import GRPOStageConfig
 from migrl.stages.sft import SFTStageConfig
@@ -23,8 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 ABLATIONS = REPO / "recipes" / "paper" / "ablations"
 
 
-def parse(cls, recipe):
-    (cfg,) = TrlParser(dataclass_types=[cls]).parse_args_and_config(args=cpu_overrides(expand_config_argv(["--config", str(recipe)])))
+def parse(cls, recipe, tmp_path):
+    argv = cpu_overrides(expand_config_argv(["--config", str(recipe)], tmp_path))
+    (cfg,) = TrlParser(dataclass_types=[cls]).parse_args_and_config(args=argv)
     return cfg
 
 
@@ -38,14 +40,30 @@ def test_a_recipe_extends_another_and_changes_a_few_fields(tmp_path):
         load_recipe(tmp_path / "loop.yaml")
 
 
-def test_the_merged_recipe_is_what_trl_reads_and_is_kept_in_the_output_folder(tmp_path, monkeypatch):
+def test_the_merged_recipe_is_what_trl_reads_and_the_values_run_are_recorded_after_the_checks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = expand_config_argv(["--config", str(ABLATIONS / "kl_1e-1.yaml"), "--output_dir", "out/kl"])
-    assert argv[1] == "out/kl/recipe.yaml"
+    (tmp_path / "tmp").mkdir()
+    argv = expand_config_argv(["--config", str(ABLATIONS / "kl_1e-1.yaml"), "--output_dir", "out/kl"], tmp_path / "tmp")
     merged = yaml.safe_load(Path(argv[1]).read_text())
+    assert Path(argv[1]).parent == tmp_path / "tmp" and not Path("out").exists()  # nothing written before the checks
     assert merged["beta"] == 0.1 and "extends" not in merged and "ablates" not in merged
     plain = str(REPO / "recipes" / "paper" / "grpo.yaml")
-    assert expand_config_argv(["--config", plain]) == ["--config", plain]  # no extends: untouched
+    assert expand_config_argv(["--config", plain], tmp_path / "tmp") == ["--config", plain]  # no extends: untouched
+
+    for recipe in (ABLATIONS / "kl_1e-1.yaml", plain):  # merged or plain, a stage records what it runs
+        cfg = stage_config(GRPOStageConfig, "migrl grpo", ["--config", str(recipe), "--output_dir", "out/r", "--beta", "0.5",
+                           "--dataloader_drop_last", "true"])
+        assert not Path("out").exists()  # parsing writes nothing: the stage records once its checks pass
+        record_recipe(cfg)
+        text = (Path("out/r") / RECORD_NAME).read_text()
+        fields = yaml.safe_load(text)
+        assert text.startswith(f"# merged from {recipe}\n")
+        assert fields["beta"] == 0.5 and fields["output_dir"] == "out/r"  # the command line wins
+        assert fields["dataloader_drop_last"] is True  # and a field only the command line names is kept too
+        recipe_keys = set(load_recipe(recipe)) - {"extends", "ablates"}
+        assert set(fields) == recipe_keys | {"dataloader_drop_last"}  # the recipe's fields and the command line's
+        assert fields["learning_rate"] == load_recipe(recipe)["learning_rate"] == cfg.learning_rate
+        shutil.rmtree("out")
 
 
 PAPER = {"loss_type": "grpo", "num_generations": 8, "temperature": 0.7, "learning_rate": 5e-5,
@@ -62,7 +80,7 @@ PAPER = {"loss_type": "grpo", "num_generations": 8, "temperature": 0.7, "learnin
 ])
 def test_each_grpo_ablation_changes_only_what_it_says(recipe, changed, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    paper, cfg = parse(GRPOStageConfig, REPO / "recipes" / "paper" / "grpo.yaml"), parse(GRPOStageConfig, ABLATIONS / recipe)
+    paper, cfg = parse(GRPOStageConfig, REPO / "recipes" / "paper" / "grpo.yaml", tmp_path), parse(GRPOStageConfig, ABLATIONS / recipe, tmp_path)
     assert load_recipe(ABLATIONS / recipe)["ablates"]
     for field, value in {**PAPER, "beta": 1e-3, "data": paper.data, "model_name_or_path": paper.model_name_or_path, **changed}.items():
         assert getattr(cfg, field) == value, field
@@ -71,7 +89,7 @@ def test_each_grpo_ablation_changes_only_what_it_says(recipe, changed, tmp_path,
 
 def test_full_sft_ablation_is_the_cold_start_without_lora(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    paper, cfg = parse(SFTStageConfig, REPO / "recipes" / "paper" / "sft.yaml"), parse(SFTStageConfig, ABLATIONS / "sft_full.yaml")
+    paper, cfg = parse(SFTStageConfig, REPO / "recipes" / "paper" / "sft.yaml", tmp_path), parse(SFTStageConfig, ABLATIONS / "sft_full.yaml", tmp_path)
     assert paper.use_lora and not cfg.use_lora
     assert (cfg.learning_rate, cfg.freeze_vision, cfg.cot, cfg.max_length, cfg.max_pixels) == (paper.learning_rate, True, True, 8192, 1003520)
 

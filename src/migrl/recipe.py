@@ -2,18 +2,22 @@
 fallback, and TRL's parser -- what ``migrl sft|grpo``, ``migrl demo`` and ``migrl sweep`` all read recipes with.
 
 A recipe may ``extends:`` another recipe (a path relative to the file) and change a few fields; ``ablates:``
-says in words what it changes. The merged recipe is written to ``<output_dir>/recipe.yaml`` (a record of
-what was run) and that is what TRL's parser reads. On a machine without a GPU a GPU recipe (bf16, gradient
-checkpointing) runs on the CPU instead, and says so. A field the config does not have is one line naming
-the nearest real one.
+says in words what it changes; TRL's parser reads the merged recipe from a temporary file. Once a stage has
+checked its recipe and its data it records what it runs in ``<output_dir>/recipe.yaml`` (``record_recipe``): the
+recipe's fields and those given on the command line, with the values run, under a "# merged from RECIPE" line
+that reports name the recipe by. A run refused before that leaves no folder behind. On a machine without a GPU a
+GPU recipe (bf16, gradient checkpointing) runs on the CPU instead, and says so. A field the config does not have
+is one line naming the nearest real one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,10 @@ from migrl.bad_records import OptionError
 from migrl.jsonl import write_text_atomic
 
 META_KEYS = ("extends", "ablates")  # migrl's own recipe keys, not fields of TRL's configs
+RECORD_NAME = "recipe.yaml"  # in a stage's output_dir: the record of the recipe it ran
+# The record a parsed config carries until its stage writes it (a plain attribute, not a config field: it is not
+# something a user sets, and TRL's to_dict / the trainer's saved args leave it out).
+RECORD_ATTR = "_migrl_recipe_record"
 CPU_FIELDS = {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
 
 
@@ -59,20 +67,49 @@ def override(argv: list[str], name: str) -> str | None:
     return None
 
 
-def expand_config_argv(argv: list[str]) -> list[str]:
+def expand_config_argv(argv: list[str], into: Path) -> list[str]:
     """``argv`` of ``migrl sft|grpo`` with a ``--config`` that uses ``extends``/``ablates`` replaced by
-    the merged recipe, written to ``<output_dir>/recipe.yaml`` (a record of what was run)."""
+    the merged recipe, written to ``into`` (a temporary folder: the record is written later, after the checks)."""
     i = config_index(argv)
     if i is None:
         return argv
     raw = yaml.safe_load(Path(argv[i]).read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict) or not any(k in raw for k in META_KEYS):
         return argv
-    fields = {k: v for k, v in load_recipe(argv[i]).items() if k not in META_KEYS}
-    out = Path(override(argv, "output_dir") or fields.get("output_dir") or "runs")
-    merged = out / "recipe.yaml"
-    write_text_atomic(merged, f"# merged from {argv[i]}\n" + yaml.safe_dump(fields, sort_keys=False))
+    merged = into / "merged.yaml"
+    write_text_atomic(merged, yaml.safe_dump(recipe_fields(argv[i]), sort_keys=False))
     return [*argv[:i], str(merged), *argv[i + 1:]]
+
+
+def recipe_fields(path: str | Path) -> dict[str, Any]:
+    """A recipe's config fields, ``extends`` merged, migrl's own keys left out."""
+    return {k: v for k, v in load_recipe(path).items() if k not in META_KEYS}
+
+
+def given_fields(argv: list[str]) -> list[str]:
+    """The config fields named on a command line (``--field value`` or ``--field=value``), ``--config`` aside."""
+    names = [a[2:].split("=", 1)[0] for a in argv if a.startswith("--") and len(a) > 2]
+    return [n for n in dict.fromkeys(names) if n != "config"]
+
+
+def recipe_record(cfg: Any, argv: list[str]) -> str | None:
+    """What ``record_recipe`` writes for a config parsed from ``argv``: the recipe's fields and the command
+    line's, with the values parsed (an override wins), under "# merged from RECIPE"; None without a recipe."""
+    i = config_index(argv)
+    if i is None:
+        return None
+    values = json.loads(json.dumps(cfg.to_dict(), default=str))  # enums as their values, tuples as lists: YAML-safe
+    keys = [k for k in dict.fromkeys([*recipe_fields(argv[i]), *given_fields(argv)]) if k in values]
+    return f"# merged from {argv[i]}\n" + yaml.safe_dump({k: values[k] for k in keys}, sort_keys=False)
+
+
+def record_recipe(cfg: Any) -> None:
+    """Write the recipe a stage runs to ``<output_dir>/recipe.yaml``: called by a stage once its recipe and
+    its data have been checked, so that a refused run leaves nothing behind. A config built in Python, not
+    read from a recipe, has nothing to record."""
+    record = getattr(cfg, RECORD_ATTR, None)
+    if record is not None:
+        write_text_atomic(Path(cfg.output_dir) / RECORD_NAME, record)
 
 
 def cpu_overrides(argv: list[str]) -> list[str]:
@@ -124,7 +161,10 @@ def stage_config(config_class: type, prog: str, argv: list[str]) -> Any:
     # TRL 1.16's configs still carry transformers' deprecated `gradient_checkpointing` alias; the warning
     # it prints on every run says nothing a user can act on.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated", category=FutureWarning)
-    return parse_recipe(config_class, prog, cpu_overrides(expand_config_argv(argv)))
+    with tempfile.TemporaryDirectory(prefix="migrl-recipe-") as tmp:
+        cfg = parse_recipe(config_class, prog, cpu_overrides(expand_config_argv(argv, Path(tmp))))
+    setattr(cfg, RECORD_ATTR, recipe_record(cfg, argv))
+    return cfg
 
 
 def recipe_argv(recipe: str | Path, **overrides: Any) -> list[str]:

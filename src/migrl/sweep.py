@@ -19,8 +19,8 @@ the stages resume from their own checkpoints, so a killed sweep continues where 
 step stops its variant only; the table says which failed.
 
 Recipes may ``extends:`` another recipe (a path relative to the file) and change a few fields; ``ablates:``
-says in words what a recipe changes. ``migrl sft`` / ``migrl grpo`` read such recipes directly: the
-merged recipe is written to ``<output_dir>/recipe.yaml`` and that is what TRL's parser reads.
+says in words what a recipe changes. ``migrl sft`` / ``migrl grpo`` read such recipes directly, and each
+records the recipe it ran, with the values run, in ``<output_dir>/recipe.yaml`` (``migrl.recipe``).
 """
 
 from __future__ import annotations

@@ -137,7 +137,10 @@ def curves(logs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, dict[s
 
 
 def recipe_of(model: Path | None) -> str:
-    """The recipe a trained folder records (``recipe.yaml``'s "# merged from" line), else "unknown"."""
+    """The recipe a trained folder records (``recipe.yaml``'s "# merged from" line), a tiny base's pretraining
+    (its ``pretrain_log.json``), else "unknown"."""
+    if model is not None and not (model / "recipe.yaml").is_file() and (model / "pretrain_log.json").is_file():
+        return "migrl pretrain-base (pretrain_log.json)"
     if model is None or not (model / "recipe.yaml").is_file():
         return "unknown"
     first = (model / "recipe.yaml").read_text(encoding="utf-8").splitlines()[:1]

@@ -34,7 +34,7 @@ from migrl.jsonl import write_json_atomic
 from migrl.models.loading import context_left, load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.models.peft import LoraOptions, freeze_vision, lora_config
 from migrl.prompts import user_message
-from migrl.recipe import adapt_to_device
+from migrl.recipe import adapt_to_device, record_recipe
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.rewards import REWARD_FUNCS, guarded, target_in_model_space
 from migrl.training.checkpoints import CheckpointWeightsMixin
@@ -253,6 +253,7 @@ def train_grpo(cfg: GRPOStageConfig) -> dict[str, Any]:
     dataset, _ = build_dataset(usable, root, processor, cfg, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
+    record_recipe(cfg)  # the recipe and the data are checked: keep what is run beside its output
     check_length_drops(bad, len(loaded.records), f"max_prompt_length (now {cfg.max_prompt_length}) or the context", cfg.length_skip_limit)
     if dataset is None:
         raise ValueError(f"{cfg.data}: no usable RL records ({len(errors)} errors; first: {errors[:1]})")

@@ -32,7 +32,7 @@ from migrl.jsonl import write_json_atomic
 from migrl.models.loading import load_model, load_processor, processor_as_loaded, resolve_model_path
 from migrl.models.peft import LoraOptions, freeze_vision, lora_config
 from migrl.prompts import chat_messages
-from migrl.recipe import adapt_to_device
+from migrl.recipe import adapt_to_device, record_recipe
 from migrl.records import LENGTH_FIELD, Record, data_root, load_records, require_file
 from migrl.training.checkpoints import CheckpointWeightsMixin
 from migrl.training.finish import check_ranks_agree, rank_digests, save_final
@@ -194,6 +194,7 @@ def train_sft(cfg: SFTStageConfig) -> dict[str, Any]:
     records, _ = fit_records(records, root, processor, cfg.max_length, cfg.cot, answers, bad)
     errors = [str(b) for b in bad.items]
     bad_summary = bad.finish(cfg.output_dir)  # before training: a crash or kill still leaves the report
+    record_recipe(cfg)  # the recipe and the data are checked: keep what is run beside its output
     check_length_drops(bad, n_candidates, f"max_length (now {cfg.max_length})", cfg.length_skip_limit)
     if not records:
         raise ValueError(f"{cfg.data}: no usable SFT records ({len(errors)} errors; first: {errors[:1]})")
