@@ -28,6 +28,7 @@ from migrl.jsonl import write_text_atomic
 
 META_KEYS = ("extends", "ablates")  # migrl's own recipe keys, not fields of TRL's configs
 RECORD_NAME = "recipe.yaml"  # in a stage's output_dir: the record of the recipe it ran
+RECORD_HEADER = "# merged from "  # the record's first line: the recipe file, which reports name the run by
 # The record a parsed config carries until its stage writes it (a plain attribute, not a config field: it is not
 # something a user sets, and TRL's to_dict / the trainer's saved args leave it out).
 RECORD_ATTR = "_migrl_recipe_record"
@@ -100,7 +101,7 @@ def recipe_record(cfg: Any, argv: list[str]) -> str | None:
         return None
     values = json.loads(json.dumps(cfg.to_dict(), default=str))  # enums as their values, tuples as lists: YAML-safe
     keys = [k for k in dict.fromkeys([*recipe_fields(argv[i]), *given_fields(argv)]) if k in values]
-    return f"# merged from {argv[i]}\n" + yaml.safe_dump({k: values[k] for k in keys}, sort_keys=False)
+    return f"{RECORD_HEADER}{argv[i]}\n" + yaml.safe_dump({k: values[k] for k in keys}, sort_keys=False)
 
 
 def record_recipe(cfg: Any) -> None:
@@ -110,6 +111,17 @@ def record_recipe(cfg: Any) -> None:
     record = getattr(cfg, RECORD_ATTR, None)
     if record is not None:
         write_text_atomic(Path(cfg.output_dir) / RECORD_NAME, record)
+
+
+def recorded_recipe(folder: Path) -> str | None:
+    """The recipe a stage's output folder records (its record's first line; the record's path where that line
+    is not a header), None without a record."""
+    path = folder / RECORD_NAME
+    if not path.is_file():
+        return None
+    first = path.read_text(encoding="utf-8").partition("\n")[0]
+    named = first[len(RECORD_HEADER):] if first.startswith(RECORD_HEADER) else ""
+    return named or str(path)
 
 
 def cpu_overrides(argv: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from migrl.recipe import recorded_recipe
 from migrl.run_identity import model_fingerprint
 
 SERVED = "served:"  # generator_identity's prefix for answers from a server: no folder to find
@@ -137,15 +138,14 @@ def curves(logs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, dict[s
 
 
 def recipe_of(model: Path | None) -> str:
-    """The recipe a trained folder records (``recipe.yaml``'s "# merged from" line), a tiny base's pretraining
-    (its ``pretrain_log.json``), else "unknown"."""
-    if model is not None and not (model / "recipe.yaml").is_file() and (model / "pretrain_log.json").is_file():
+    """The recipe a trained folder records (``migrl.recipe.recorded_recipe``), a tiny base's pretraining (its
+    ``pretrain_log.json``), else "unknown"."""
+    recorded = recorded_recipe(model) if model is not None else None
+    if recorded is not None:
+        return recorded
+    if model is not None and (model / "pretrain_log.json").is_file():
         return "migrl pretrain-base (pretrain_log.json)"
-    if model is None or not (model / "recipe.yaml").is_file():
-        return "unknown"
-    first = (model / "recipe.yaml").read_text(encoding="utf-8").splitlines()[:1]
-    match = re.match(r"# merged from (.+)", first[0]) if first else None
-    return match.group(1) if match else str(model / "recipe.yaml")
+    return "unknown"
 
 
 def evaluated_at(eval_folder: Path) -> str:
