@@ -2,15 +2,23 @@ import json
 
 import pytest
 
-from migrl.demo import DemoConfig, run_demo
+from migrl.demo import Demo, DemoConfig, run_demo
 from migrl.data.world import ID_TASKS, TASKS
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
+def test_demo_runs_every_stage_and_writes_the_report(tmp_path, monkeypatch, capsys):
     cfg = DemoConfig(out=str(tmp_path / "demo"), per_task=2, train_per_task=6, rl_per_task=6,
                      sft_max_steps=6, grpo_max_steps=2, batch_size=16)
+    reference = tmp_path / "reference.json"  # a README run of these settings: the final table shows it beside its own
+    figures = {"tasks": {t: 1.25 for t in TASKS}, "id_avg": 1.25, "ood_avg": 1.25, "avg": 1.25}
+    settings = Demo(cfg).settings()
+    reference.write_text(json.dumps({cfg.family: {"measured": "then", "settings": settings,
+                                                  "stages": {s: figures for s in ("base", "cot_sft", "rl")}}}))
+    monkeypatch.setattr("migrl.demo.REFERENCE", reference)
     report = run_demo(cfg)
+    table = capsys.readouterr().out
+    assert "README: base / cot_sft / rl" in table and "1.25 / 1.25 / 1.25" in table
     on_disk = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert on_disk == report and report["seconds"] > 0
     assert set(report["stages"]) == {"base", "cot_sft", "rl"}

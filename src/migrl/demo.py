@@ -43,6 +43,9 @@ T = TypeVar("T")
 REPORT_KEYS = ("tasks", "id_avg", "ood_avg", "avg")
 RECIPES = Path(__file__).resolve().parent / "recipes" / "demo"  # shipped in the package: a wheel has them too
 STAGES = ("base", "cot_sft", "rl")
+# The reference run of each family's demo, whose figures the README prints: the final table shows them beside a
+# run of the same settings (tests/test_demo_reference.py holds the README to this file).
+REFERENCE = RECIPES / "reference.json"
 
 
 @dataclass
@@ -88,6 +91,17 @@ def resolve_base(cfg: DemoConfig) -> str | None:
         raise OptionError(f"no {family.name} tiny base is shipped at {_shown(folder)}: run `migrl pretrain-base --family "
                           f"{cfg.family} --out {_shown(folder)}` first, or pass --base FOLDER")
     return str(folder)
+
+
+def readme_reference(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The README's reference run of these demo settings (its ``measured``, ``stages``), or None: another family,
+    item count, seed or base has no reference to compare with."""
+    import json
+
+    run = json.loads(REFERENCE.read_text(encoding="utf-8")).get(settings.get("family", ""))
+    def same(a: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in a.items() if k != "until"}  # a shorter run shows the stages it has
+    return run if run and same(run["settings"]) == same(settings) else None
 
 
 def _stage_scores(scores: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +224,12 @@ class Demo:
         self.save()
         page = self.write_html(test)
         print()
-        print(stage_table(self.report["stages"], self.report.get("intervals", {})))
+        reference = readme_reference(self.settings())
+        print(stage_table(self.report["stages"], self.report.get("intervals", {}),
+                          reference=reference["stages"] if reference else None))
+        if reference:
+            print(f"(README column: the README's run of these settings, {reference['measured']}; figures may differ "
+                  "a little on another machine's CPU)")
         for name, diff in self.report.get("differences", {}).items():
             print(difference_line(name, diff))
         print(f"\n[demo] {self.report['seconds']:.0f} s; report: {page} (figures: {self.out / 'report.json'})")
