@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -69,6 +70,17 @@ def _shows(index: int, names: list[str]) -> str:
 
 def _locate(name: str, index: int) -> str:
     return f"Locate the {name} in image {index + 1}."
+
+
+# The step every chain of the world ends in, as ``_locate`` writes it (a name is "<colour> <shape>").
+LOCATE_STEP = re.compile(r"Locate the ([a-z]+ [a-z]+) in image (\d+)\.")
+
+
+def last_locate_step(text: str) -> tuple[str, int] | None:
+    """The object and image (0-based) of a text's last "Locate the <name> in image <k>." step, or None:
+    what a chain of thought finally decided to ground."""
+    found = LOCATE_STEP.findall(text or "")
+    return (found[-1][0], int(found[-1][1]) - 1) if found else None
 
 
 def _marked_text(box: tuple[int, int, int, int], size: tuple[int, int], space: AnswerSpace) -> str:

@@ -35,6 +35,7 @@ from migrl.report.pictures import (
     save_png_atomic,
 )
 from migrl.report.render import Chart, Item, Table, to_html, to_markdown
+from migrl.scoring.chains import ChainRates, chain_rates
 from migrl.scoring.intervals import intervals
 from migrl.scoring.judge import first_box, target_box
 from migrl.scoring.predictions import read_predictions
@@ -98,6 +99,39 @@ def score_table(runs: list[Run], domains: dict[str, str], entry: Benchmark) -> T
         rows.append(["class average", ""] + [_number((run.scores.get("class_avg") or {}).get("acc50")) for run in runs])
     return Table(entry.score_title, ["task", "domain"] + [r.label for r in runs], rows,
                  protocol_note(runs))
+
+
+CHAIN_FIGURES = (("right step", "right_step"), ("hit | right", "hit_after_right"), ("hit | other", "hit_after_other"))
+
+
+def chain_table(runs: list[Run], records: list[Record], domains: dict[str, str]) -> Table | None:
+    """Per task and run: how often the chain's last locate step was right, and the hits after a right step and
+    after any other (``migrl.scoring.chains``); None where no record carries a worked chain (not the world's)."""
+    rates = {run.label: chain_rates(records, run.predictions, run.scores.get("per_item") or {}) for run in runs}
+    tasks = [t for t in _task_order(runs, domains) if any(t in r for r in rates.values())]
+    if not tasks:
+        return None
+
+    def cells(of: dict[str, ChainRates], names: list[str]) -> list[str]:
+        out = []
+        for _, field_name in CHAIN_FIGURES:
+            values = [getattr(of[t], field_name) for t in names if t in of]
+            values = [v for v in values if v is not None]
+            out.append(_number(sum(values) / len(values)) if values else "-")
+        return out
+
+    rows = [[t, domains.get(t, "").upper() or "-"] + [c for run in runs for c in cells(rates[run.label], [t])]
+            for t in tasks]
+    for domain, name in (("id", "ID avg"), ("ood", "OOD avg")):
+        group = [t for t in tasks if domains.get(t) == domain]
+        if group:
+            rows.append([name, ""] + [c for run in runs for c in cells(rates[run.label], group)])
+    header = ["task", "domain"] + [f"{run.label}: {name}" for run in runs for name, _ in CHAIN_FIGURES]
+    note = ("right step: the answer's last 'Locate the <name> in image <k>.' names the object and image of the worked "
+            "chain (percent of the task's items); hit | right, hit | other: the scorer's hits among those answers and "
+            "among the rest. Better grounding alone can add at most right step x (100 - hit | right) / 100 points "
+            "to a task; the rest needs the chain to pick the right object and image. Averages are means over tasks.")
+    return Table("Chains of thought: the last step, and the hits after it (%)", header, rows, note)
 
 
 def protocol_note(runs: list[Run]) -> str:
@@ -380,6 +414,9 @@ def write_report(
     unreadable = sorted({path for r in chosen for path in r.images if not _readable(path, root)})
     meta, charts = run_figures(loaded, records.records, domains, entry)
     tables = meta + [score_table(loaded, domains, entry)]
+    chains = chain_table(loaded, records.records, domains)
+    if chains is not None:
+        tables.append(chains)
     comparison = paper_table(loaded, entry)
     if comparison is not None:
         tables.append(comparison)
