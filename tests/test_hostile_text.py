@@ -1,7 +1,8 @@
 """Hostile model text through every place that reads it: the parser, the rewards, the record scorer,
-the teacher filter and the MIG-Bench scorer. Nothing may raise, hang or blow up memory; scores stay
-in range; hostile text never scores as correct. A fixed corpus of nasty strings, Hypothesis soups of
-the scorer's own syntax, and the whole real MIG-Bench file scored with hostile outputs, timed.
+the teacher filter, the MIG-Bench scorer and the chain table's step reader. Nothing may raise, hang or
+blow up memory; scores stay in range; hostile text never scores as correct. A fixed corpus of nasty
+strings, Hypothesis soups of the scorer's own syntax, and the whole real MIG-Bench file scored with
+hostile outputs, timed.
 (tests/test_parser_fuzz.py fuzzes the parser and rewards with arbitrary text as well.)
 """
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from conftest import MIG_DATA
 from migrl.boxes import Space, parse_answer
 from migrl.images import TINY_SIZING, ImageSizing
+from migrl.data.world import last_locate_step
 from migrl.rewards import format_reward, gated_iou_reward, guarded, hack, iou_reward, is_correct, paper_reward
 from migrl.benchmarks import get
 from migrl.benchmarks.mig_bench import official_extract_bbox, official_iou, official_scored_box, predicted_box
@@ -45,6 +47,8 @@ HOSTILE = [
     "<|box_start|>" * 5000 + "(1,2),(3,4)" + "<|box_end|>" * 5000,
     '<think>x</think><answer>{"bbox_2d": [NaN, Infinity, -Infinity, 1]}</answer>',
     "<answer>[nan, inf, -inf, 0]</answer>",
+    "Locate the " + "a" * BIG + " in image 1.",  # the chain table's step reader (scoring.chains)
+    "Locate the a a" * (BIG // 14) + " in image 9" * 3000,
     "<answer>[1e309, 1e309, 1e309, 1e309]</answer>",
     '<think>x</think><answer>{"bbox_2d": [1e309, 0, 1e309, 1]}</answer>',
     '<think>x</think><answer>{"bbox_2d": [1e999999999, 0, 1, 1]}</answer>',
@@ -96,6 +100,8 @@ def everything(text: str) -> None:
     assert 0.0 <= gated_iou_reward([text], [TARGET])[0] <= 1.5
     assert 0.0 <= guarded(paper_reward)([text], target=[TARGET])[0] <= 1.5
     assert hack(text, TARGET) in (None, "empty_answer", "several_boxes", "whole_image_box")
+    step = last_locate_step(text)
+    assert step is None or (len(step[0]) < len(text) and step[1] >= -1)
     for coords in (Space.QWEN2, Space.NORMALIZED):
         value = official_iou(MIG_RECORD["answer"], predicted_box(text, MIG_RECORD, coords, None, ImageSizing()))
         assert 0.0 <= value <= 1.0
