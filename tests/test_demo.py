@@ -56,3 +56,22 @@ def test_a_rerun_with_another_base_answers_again_instead_of_reusing_the_old_answ
     meta = json.loads((out / "eval" / "base" / "predictions.run.json").read_text())
     assert meta["model"] == model_fingerprint(other)
     assert len((out / "eval" / "base" / "predictions.jsonl").read_text().splitlines()) == len(TASKS)
+
+
+def test_a_finished_demo_is_reused_only_with_the_same_recipes(tmp_path):
+    """--ablations compares every variant with the demo's run: a demo trained with other recipes (an edited
+    recipes/demo/grpo.yaml) is not the reference of the current ones, and is run again."""
+    cfg = DemoConfig(out=str(tmp_path / "demo"))
+    settings = Demo(cfg).settings()
+    (tmp_path / "demo" / "grpo").mkdir(parents=True)
+    (tmp_path / "demo" / "grpo" / "config.json").write_text("{}")
+    stages = {s: {} for s in ("base", "cot_sft", "rl")}
+
+    def finished(with_settings: dict) -> bool:
+        (tmp_path / "demo" / "report.json").write_text(json.dumps({"settings": with_settings, "stages": stages}))
+        return Demo(cfg).finished()
+
+    assert finished(settings)
+    grpo = settings["recipes"]["grpo"]
+    assert not finished({**settings, "recipes": {**settings["recipes"], "grpo": {**grpo, "beta": 0.04}}})
+    assert not finished({k: v for k, v in settings.items() if k != "recipes"})  # a run of an older migrl

@@ -45,7 +45,9 @@ def test_the_default_demo_is_the_reference_runs_settings():
     settings = Demo(DemoConfig()).settings()
     assert readme_reference(settings) is not None
     assert readme_reference({**settings, "until": "cot_sft"}) is not None  # a shorter run shows its stages
-    for changed in ({"per_task": 20}, {"seed": 1}, {"base": "runs/other-base"}, {"family": "qwen3.5"}):
+    grpo = settings["recipes"]["grpo"]
+    other_recipe = {"recipes": {**settings["recipes"], "grpo": {**grpo, "beta": grpo["beta"] * 2}}}
+    for changed in ({"per_task": 20}, {"seed": 1}, {"base": "runs/other-base"}, {"family": "qwen3.5"}, other_recipe):
         assert readme_reference({**settings, **changed}) is None, changed
     assert readme_reference({**settings, "family": "qwen3-vl"}) is not None
 

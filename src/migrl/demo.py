@@ -236,10 +236,14 @@ class Demo:
         return self.ablate(test) if cfg.ablations else self.report
 
     def settings(self) -> dict[str, Any]:
-        """What makes a demo run what it is (a finished one is reused by --ablations only when these match)."""
+        """What makes a demo run what it is: its options and the training recipes it runs, merged (a finished run
+        is reused by --ablations, and the README's figures shown beside it, only when these match)."""
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self.cfg).items() if k not in ("ablations", "out", "report_to")}
+        from migrl.recipe import load_recipe
+
+        own = {k: v for k, v in asdict(self.cfg).items() if k not in ("ablations", "out", "report_to")}
+        return {**own, "recipes": {name: load_recipe(demo_recipe(name, self.cfg.family)) for name in ("sft", "grpo")}}
 
     def finished(self) -> bool:
         """A complete demo of these settings is in ``out``: its report, every stage scored, the RL model saved."""
