@@ -10,12 +10,12 @@ import pytest
 from migrl.boxes import Space, convert, format_answer
 from migrl.data.world import GENERATORS, generate, gold_response, last_locate_step, write_split
 from migrl.images import TINY_SIZING, image_size
-from migrl.jsonl import write_json_atomic, write_jsonl_atomic
+from migrl.jsonl import write_jsonl_atomic
 from migrl.records import Record, data_root, read_records
 from migrl.report.build import write_report
 from migrl.scoring.chains import chain_rates, gold_step
 from score_helpers import score_records
-from test_report_build import table_rows
+from test_report_build import table_rows, write_eval
 
 
 @pytest.mark.parametrize("task", sorted(GENERATORS))
@@ -84,17 +84,12 @@ def test_an_unanswered_item_is_a_wrong_step_and_records_without_a_chain_are_left
     assert (second.items, second.right_step, second.hit_after_right) == (4, 0.0, None)
 
 
-def eval_folder(folder: Path, records: list[Record], root: Path, texts: dict[str, str]) -> None:
-    write_jsonl_atomic(folder / "predictions.jsonl", ({"id": k, "text": v} for k, v in texts.items()))
-    write_json_atomic(folder / "scores.json", score_records(records, texts, root, Space.QWEN25, TINY_SIZING))
-
-
 def test_the_report_shows_the_chain_table_for_world_records_only(world, tmp_path):
     data, records, root = world
     gold = {r.id: answer(r, root, r.meta["cot"][-1], box_right=True) for r in records}
     wrong = {r.id: answer(r, root, other_step(r), box_right=False) for r in records}
-    eval_folder(tmp_path / "gold", records, root, gold)
-    eval_folder(tmp_path / "wrong", records, root, wrong)
+    write_eval(tmp_path / "gold", records, root, gold)
+    write_eval(tmp_path / "wrong", records, root, wrong)
     runs = {"gold": tmp_path / "gold", "wrong": tmp_path / "wrong"}
     md, _ = write_report(runs, data, tmp_path / "report", pictures_per_task=0, coords="qwen25", sizing=TINY_SIZING)
     text = md.read_text(encoding="utf-8")

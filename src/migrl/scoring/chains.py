@@ -38,19 +38,21 @@ def _percent(part: int, whole: int) -> float | None:
     return 100.0 * part / whole if whole else None
 
 
+def _rates(outcomes: list[tuple[bool, int]]) -> ChainRates:
+    """A task's figures from its answers' (right step, hit) pairs."""
+    after_right = [hit for right, hit in outcomes if right]
+    after_other = [hit for right, hit in outcomes if not right]
+    return ChainRates(len(outcomes), 100.0 * len(after_right) / len(outcomes),
+                      _percent(sum(after_right), len(after_right)), _percent(sum(after_other), len(after_other)))
+
+
 def chain_rates(records: Iterable[Record], texts: dict[str, str], outcomes: dict[str, Any]) -> dict[str, ChainRates]:
     """Per task, over the records with a worked chain that the scorer scored (``outcomes``: item id ->
     [task, 0 | 1]); an unanswered item counts as a wrong step, as its score counts it wrong."""
-    counts: dict[str, list[int]] = {}  # task -> [items, right steps, hits after right, other, hits after other]
+    answers: dict[str, list[tuple[bool, int]]] = {}  # task -> (right step, hit) per answer
     for r in records:
         gold = gold_step(r)
-        if gold is None or r.id not in outcomes:
-            continue
-        c = counts.setdefault(r.task, [0, 0, 0, 0, 0])
-        hit = int(bool(outcomes[r.id][1]))
-        right = last_locate_step(texts.get(r.id, "")) == gold
-        c[0] += 1
-        c[1 if right else 3] += 1
-        c[2 if right else 4] += hit
-    return {task: ChainRates(n, 100.0 * right / n, _percent(hit_right, right), _percent(hit_other, other))
-            for task, (n, right, hit_right, other, hit_other) in counts.items()}
+        if gold is not None and r.id in outcomes:
+            right = last_locate_step(texts.get(r.id, "")) == gold
+            answers.setdefault(r.task, []).append((right, int(bool(outcomes[r.id][1]))))
+    return {task: _rates(pairs) for task, pairs in answers.items()}
